@@ -1,0 +1,37 @@
+# The doors for people: `make run` (the demo on http://127.0.0.1:8000) and `make test` (the whole suite).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run serve test bench lint format bootstrap-run bootstrap-dev
+
+run: bootstrap-run
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py mlab_demo --base-url http://$(HOST):$(PORT)
+	$(PY) -m mlabsite.serve --host $(HOST) --port $(PORT)
+
+serve: bootstrap-run
+	$(PY) -m mlabsite.serve --host $(HOST) --port $(PORT)
+
+test: bootstrap-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: bootstrap-dev
+	$(PY) -m bench
+
+lint: bootstrap-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: bootstrap-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bootstrap-run:
+	@scripts/bootstrap run
+
+bootstrap-dev:
+	@scripts/bootstrap dev

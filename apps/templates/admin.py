@@ -1,0 +1,211 @@
+"""Admin for algorithm templates: nodes with their parameter metadata, and the Launch training page."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from .forms import dump_json, launch_form_class
+from .models import AlgorithmTemplate, TemplateNode
+from .nodes import Group, Param, registry
+from .payload import build_payload, mask_secrets
+from .validation import chain_errors
+
+
+def _range_text(param: Param) -> str:
+    if param.choices:
+        return " | ".join(param.choices)
+    if param.min is None and param.max is None:
+        return ""
+    low = "—" if param.min is None else f"{param.min:g}"
+    high = "—" if param.max is None else f"{param.max:g}"
+    return f"{'(' if param.exclusive_min else '['}{low}, {high}{')' if param.exclusive_max else ']'}"
+
+
+def _flags(node: TemplateNode, param: Param) -> str:
+    flags = []
+    if param.name in node.locked:
+        flags.append("locked")
+    if param.required:
+        flags.append("required")
+    if param.secret:
+        flags.append("secret")
+    if not param.serialize:
+        flags.append("UI only")
+    if param.engines != ("local", "pai"):
+        flags.append(f"{'/'.join(param.engines)} only")
+    return ", ".join(flags)
+
+
+def parameters_table(node: TemplateNode) -> str:
+    """The node's parameters, grouped as in PAI Designer: fields, parameters, tuning."""
+    if node.node_type not in registry:
+        return "—"
+    node_type = node.type
+    sections = []
+    for group in Group:
+        params = [p for p in node_type.params if p.group == group]
+        if not params:
+            continue
+        rows = format_html_join(
+            "",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td>"
+            "<td>{}</td><td>{}</td><td class='mlab-help'>{}</td></tr>",
+            (
+                (
+                    p.name,
+                    p.label,
+                    p.type.value,
+                    "" if p.secret else json.dumps(node.effective_value(p.name)),
+                    _range_text(p),
+                    p.pai_name or "",
+                    _flags(node, p),
+                    p.help,
+                )
+                for p in params
+            ),
+        )
+        sections.append(
+            format_html(
+                "<h4 class='mlab-group'>{}</h4><table class='mlab-params'><thead><tr><th>name</th><th>label</th>"
+                "<th>type</th><th>value</th><th>range / choices</th><th>PAI name</th><th>flags</th>"
+                "<th>help</th></tr></thead><tbody>{}</tbody></table>",
+                group.label,
+                rows,
+            )
+        )
+    return format_html("<div class='mlab-node-params'>{}</div>", format_html_join("", "{}", ((s,) for s in sections)))
+
+
+class TemplateNodeFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        forms_kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE", False)]
+        forms_kept.sort(key=lambda f: f.cleaned_data["position"])
+        task = self.instance.task_type
+        errors = chain_errors(task, [f.cleaned_data["node_type"] for f in forms_kept])
+        if errors:
+            raise ValidationError(errors)
+
+
+class TemplateNodeInline(admin.StackedInline):
+    model = TemplateNode
+    formset = TemplateNodeFormSet
+    extra = 0
+    fields = ["position", "key", "node_type", "overrides", "locked", "parameters"]
+    readonly_fields = ["parameters"]
+    ordering = ["position"]
+
+    @admin.display(description="Parameters")
+    def parameters(self, node: TemplateNode) -> str:
+        return parameters_table(node) if node.pk else "Save to see this node's parameters."
+
+
+@admin.register(AlgorithmTemplate)
+class AlgorithmTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "task_type", "owner", "published", "builtin", "launch_link"]
+    list_filter = ["task_type", "published", "builtin"]
+    search_fields = ["name", "slug", "description"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [TemplateNodeInline]
+    readonly_fields = ["builtin", "created_at", "updated_at"]
+    change_form_template = "admin/algo_templates/algorithmtemplate/change_form.html"
+
+    class Media:
+        css = {"all": ["mlab/admin.css"]}
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request).select_related("owner")
+        if request.user.is_superuser:
+            return qs
+        from django.db.models import Q
+
+        return qs.filter(Q(published=True) | Q(owner=request.user))
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and not request.user.is_superuser and (obj.builtin or obj.owner_id != request.user.pk):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.builtin:
+            return False
+        return self.has_change_permission(request, obj) and super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.owner_id is None and not request.user.is_superuser:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="")
+    def launch_link(self, obj: AlgorithmTemplate) -> str:
+        return format_html('<a class="button" href="{}">Launch training</a>', self._launch_url(obj))
+
+    @staticmethod
+    def _launch_url(obj: AlgorithmTemplate) -> str:
+        return reverse("admin:algo_templates_algorithmtemplate_launch", args=[obj.pk])
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/launch/",
+                self.admin_site.admin_view(self.launch_view),
+                name="algo_templates_algorithmtemplate_launch",
+            ),
+            *super().get_urls(),
+        ]
+
+    def launch_context(self, request, template: AlgorithmTemplate, form) -> dict:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": template,
+            "template_obj": template,
+            "title": f"Launch training · {template.name}",
+            "form": form,
+            "media": self.media + form.media,
+        }
+
+    def launch_view(self, request, object_id: str):
+        template = self.get_queryset(request).prefetch_related("nodes").filter(pk=object_id).first()
+        if template is None:
+            raise Http404("No such template.")
+        if not self.has_view_permission(request, template):
+            raise PermissionDenied
+        form_class = launch_form_class(template)
+        form = form_class(request.POST or None)
+        context = self.launch_context(request, template, form)
+        if request.method == "POST" and form.is_valid():
+            payload = build_payload(
+                template_slug=template.slug,
+                task=template.task_type,
+                specs=form.specs,
+                cleaned=form.validated_params,
+            )
+            context["validated"] = True
+            context["payload_json"] = dump_json(payload)
+            context["params_json"] = dump_json(mask_secrets(form.specs, form.validated_params))
+        return TemplateResponse(request, "admin/algo_templates/launch.html", context)
+
+
+@admin.register(TemplateNode)
+class TemplateNodeAdmin(admin.ModelAdmin):
+    list_display = ["template", "position", "key", "node_type"]
+    list_filter = ["node_type"]
+    readonly_fields = ["parameters"]
+
+    class Media:
+        css = {"all": ["mlab/admin.css"]}
+
+    @admin.display(description="Parameters")
+    def parameters(self, node: TemplateNode) -> str:
+        return parameters_table(node) if node.pk else "—"

@@ -1,0 +1,227 @@
+"""Training algorithm nodes. Parameter names are those of the PAI algorithm each node stands for, so a
+PAI Designer user finds the names they know, and the PAI engine sends them unchanged."""
+
+from __future__ import annotations
+
+from .base import Group, NodeKind, NodeType, Param, ParamType, Task, registry
+
+T = ParamType
+
+PAI_ONLY = ("pai",)
+TUNING = (
+    Param(
+        "coreNum",
+        T.INT,
+        "Cores",
+        min=1,
+        max=800,
+        group=Group.TUNING,
+        engines=PAI_ONLY,
+        help="PAI: number of cores; empty lets PAI decide. The local engine uses this machine's cores.",
+    ),
+    Param(
+        "memSizePerCore",
+        T.INT,
+        "Memory per core (MB)",
+        min=1024,
+        max=65_536,
+        group=Group.TUNING,
+        engines=PAI_ONLY,
+        help="PAI: memory per core in MB; empty lets PAI decide.",
+    ),
+)
+
+
+@registry.register
+class LogisticRegression(NodeType):
+    key = "train.logistic_regression"
+    kind = NodeKind.TRAIN
+    task = Task.BINARY
+    pai_algorithm = "logisticregression_binary"
+    label = "Logistic regression (binary)"
+    description = "A linear model of the log-odds. Fast, robust, and its weights are easy to read."
+    params = (
+        Param(
+            "regularizedType",
+            T.CHOICE,
+            "Regularization",
+            default="l2",
+            choices=("l1", "l2", "None"),
+            help="l1 drives weak features to zero, l2 shrinks all weights, None fits without a penalty.",
+        ),
+        Param(
+            "regularizedLevel",
+            T.FLOAT,
+            "Regularization strength",
+            default=1.0,
+            min=0.0,
+            max=1e6,
+            help="Larger values mean simpler models. Ignored when regularization is None.",
+        ),
+        Param(
+            "maxIter",
+            T.INT,
+            "Max iterations",
+            default=100,
+            min=1,
+            max=10_000,
+            help="Upper bound on optimizer iterations.",
+        ),
+        Param(
+            "epsilon",
+            T.FLOAT,
+            "Convergence tolerance",
+            default=1e-6,
+            min=0.0,
+            exclusive_min=True,
+            max=1.0,
+            help="Optimization stops when the improvement falls below this.",
+        ),
+        *TUNING,
+    )
+
+
+@registry.register
+class GradientBoostedTrees(NodeType):
+    key = "train.gbdt"
+    kind = NodeKind.TRAIN
+    task = Task.BINARY
+    pai_algorithm = "ps_smart"
+    label = "Gradient-boosted trees (binary)"
+    description = "An ensemble of shallow trees, each correcting the previous ones. Strong on tabular data."
+    params = (
+        Param("treeCount", T.INT, "Trees", default=100, min=1, max=10_000, help="Number of boosting rounds."),
+        Param("maxDepth", T.INT, "Max depth", default=5, min=1, max=20, help="Depth of each tree."),
+        Param(
+            "shrinkage",
+            T.FLOAT,
+            "Learning rate",
+            default=0.1,
+            min=0.0,
+            exclusive_min=True,
+            max=1.0,
+            help="Weight of each new tree; smaller needs more trees but generalizes better.",
+        ),
+        Param(
+            "l1",
+            T.FLOAT,
+            "L1 penalty",
+            default=0.0,
+            min=0.0,
+            max=1e6,
+            engines=PAI_ONLY,
+            help="PAI only: L1 penalty on leaf weights.",
+        ),
+        Param(
+            "l2",
+            T.FLOAT,
+            "L2 penalty",
+            default=1.0,
+            min=0.0,
+            max=1e6,
+            engines=PAI_ONLY,
+            help="PAI only: L2 penalty on leaf weights.",
+        ),
+        Param(
+            "sampleRatio",
+            T.FLOAT,
+            "Row sample ratio",
+            default=1.0,
+            min=0.0,
+            exclusive_min=True,
+            max=1.0,
+            help="Fraction of rows each tree sees.",
+        ),
+        Param(
+            "featureRatio",
+            T.FLOAT,
+            "Feature sample ratio",
+            default=1.0,
+            min=0.0,
+            exclusive_min=True,
+            max=1.0,
+            help="Fraction of features each tree considers.",
+        ),
+        *TUNING,
+    )
+
+
+@registry.register
+class RandomForest(NodeType):
+    key = "train.random_forest"
+    kind = NodeKind.TRAIN
+    task = Task.BINARY
+    pai_algorithm = "randomforests"
+    label = "Random forest (binary)"
+    description = "Many deep trees on random subsets, averaged. Little tuning needed."
+    params = (
+        Param("treeNum", T.INT, "Trees", default=100, min=1, max=1_000, help="Number of trees."),
+        Param("maxTreeDeep", T.INT, "Max depth", default=12, min=1, max=100, help="Depth limit of each tree."),
+        Param(
+            "minNumObj",
+            T.INT,
+            "Min rows per leaf",
+            default=2,
+            min=1,
+            max=100_000,
+            help="A leaf holds at least this many rows.",
+        ),
+        Param(
+            "randomColNum",
+            T.INT,
+            "Features per split",
+            min=1,
+            max=10_000,
+            help="Features considered at each split; empty means the square root of the feature count.",
+        ),
+        *TUNING,
+    )
+
+
+@registry.register
+class LinearRegression(NodeType):
+    key = "train.linear_regression"
+    kind = NodeKind.TRAIN
+    task = Task.REGRESSION
+    pai_algorithm = "linearregression"
+    label = "Linear regression"
+    description = "A linear model of a numeric target; optional l1 (lasso) or l2 (ridge) penalty."
+    params = (
+        Param(
+            "regularizedType",
+            T.CHOICE,
+            "Regularization",
+            default="None",
+            choices=("l1", "l2", "None"),
+            help="None: ordinary least squares; l1: lasso; l2: ridge.",
+        ),
+        Param(
+            "regularizedLevel",
+            T.FLOAT,
+            "Regularization strength",
+            default=1.0,
+            min=0.0,
+            max=1e6,
+            help="Penalty weight when regularization is l1 or l2.",
+        ),
+        Param(
+            "maxIter",
+            T.INT,
+            "Max iterations",
+            default=1000,
+            min=1,
+            max=100_000,
+            help="Upper bound on optimizer iterations (l1).",
+        ),
+        Param(
+            "epsilon",
+            T.FLOAT,
+            "Convergence tolerance",
+            default=1e-6,
+            min=0.0,
+            exclusive_min=True,
+            max=1.0,
+            help="Optimization stops when the improvement falls below this.",
+        ),
+        *TUNING,
+    )

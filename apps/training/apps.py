@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class TrainingConfig(AppConfig):
+    name = "apps.training"
+    label = "training"
+    verbose_name = "Training"
+    default_auto_field = "django.db.models.BigAutoField"

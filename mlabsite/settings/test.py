@@ -1,0 +1,28 @@
+"""Test settings: the base settings, with each pytest-xdist worker on a Redis database of its own."""
+
+import os
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from .base import *  # noqa: F403
+from .base import CACHES, REDIS_EMBEDDED, REDIS_URL, RQ_QUEUES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def _redis_url_for_worker(url: str) -> str:
+    """Move the tests off the database `make run` uses, and give every xdist worker its own database."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    offset = int(worker.removeprefix("gw") or 0)
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = parse_qs(parts.query)
+        db = int(query.get("db", ["0"])[0])
+        query["db"] = [str(db + 1 + offset if REDIS_EMBEDDED else db + offset)]
+        return f"unix://{parts.path}?{urlencode(query, doseq=True)}"
+    db = int(parts.path.lstrip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{db + offset}"))
+
+
+REDIS_URL = _redis_url_for_worker(REDIS_URL)
+CACHES["default"]["LOCATION"] = REDIS_URL
+RQ_QUEUES["default"]["URL"] = REDIS_URL

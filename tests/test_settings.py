@@ -1,0 +1,38 @@
+"""Production settings refuse to start without a secret key and pass `check --deploy`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _manage(*args, env_extra=None, drop=()):
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("PYTEST")}
+    env.update({"DJANGO_SETTINGS_MODULE": "mlabsite.settings.production", **(env_extra or {})})
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    result = _manage("check", drop=("DJANGO_SECRET_KEY",))
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_passes_check_deploy():
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env_extra={
+            "DJANGO_SECRET_KEY": "x" * 20 + "-production-grade-secret-key-" + "y" * 30,
+            "DJANGO_ALLOWED_HOSTS": "mlab.example.com",
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
