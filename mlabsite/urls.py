@@ -6,6 +6,8 @@ from mlabsite.health import healthz
 
 api_v1 = [
     path("", include("apps.templates.urls")),
+    path("", include("apps.training.urls")),
+    path("", include("apps.deploy.urls")),
 ]
 
 urlpatterns = [

@@ -4,7 +4,7 @@ import os
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from .base import *  # noqa: F403
-from .base import CACHES, REDIS_EMBEDDED, REDIS_URL, RQ_QUEUES
+from .base import CACHES, DATABASES, REDIS_EMBEDDED, REDIS_URL, RQ_QUEUES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -24,5 +24,8 @@ def _redis_url_for_worker(url: str) -> str:
 
 
 REDIS_URL = _redis_url_for_worker(REDIS_URL)
+# Lets two checkouts run their suites against one MariaDB at the same time (CI needs neither).
+if os.environ.get("MLAB_TEST_DATABASE_NAME"):
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ["MLAB_TEST_DATABASE_NAME"]
 CACHES["default"]["LOCATION"] = REDIS_URL
 RQ_QUEUES["default"]["URL"] = REDIS_URL

@@ -1,0 +1,1 @@
+"""Mlab's client SDK: follow a scene's deployments, hot-swap models, route units, predict."""

@@ -1,0 +1,32 @@
+"""What the server and the client agree on, in one place. Both sides import these names.
+
+Model artifacts are ONNX files written by the trainer (apps/training/trainer) and read by the client.
+One graph input per raw feature, named like the feature, shape [None, 1]: ``tensor(float)`` for numeric
+features, ``tensor(string)`` for categorical ones. Preprocessing (imputation, scaling, one-hot with the
+training vocabulary) is inside the graph, so a client feeds raw values.
+
+``metadata_props`` of the ONNX model carry:
+
+- ``mlab.signature``: JSON list ``[{"name": …, "type": "number" | "string", "categories": [...]?}]`` in
+  graph input order; ``categories`` is the vocabulary a one-hot encoder learned (others encode as zeros).
+- ``mlab.task``: ``"binary"`` or ``"regression"``.
+- ``mlab.threshold``: binary only; a score at or above it is label 1.
+- ``mlab.score_output``: the name of the graph output holding the score: for binary the probability
+  tensor ``[N, 2]`` (score = column 1), for regression the prediction ``[N, 1]``.
+- ``mlab.format_version``: ``"1"``.
+
+Bucketing (see ``routing``): a unit's bucket is
+``int.from_bytes(sha256(f"{salt}:{unit_id}".encode()).digest()[:8], "big") % BUCKETS``.
+"""
+
+BUCKETS = 10_000
+FORMAT_VERSION = "1"
+
+META_SIGNATURE = "mlab.signature"
+META_TASK = "mlab.task"
+META_THRESHOLD = "mlab.threshold"
+META_SCORE_OUTPUT = "mlab.score_output"
+META_FORMAT_VERSION = "mlab.format_version"
+
+NUMBER = "number"
+STRING = "string"
