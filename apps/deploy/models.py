@@ -33,6 +33,9 @@ class ArtifactChunk(models.Model):
         ordering = ["artifact", "index"]
         constraints = [models.UniqueConstraint(fields=["artifact", "index"], name="artifact_chunk_unique")]
 
+    def __str__(self) -> str:
+        return f"chunk {self.index} of {self.artifact_id}"
+
 
 class Scene(models.Model):
     """A business scenario clients ask for by name, e.g. ``seller-union-ctr``."""
@@ -126,6 +129,9 @@ class ConfigRevision(models.Model):
     class Meta:
         ordering = ["scene", "-revision"]
         constraints = [models.UniqueConstraint(fields=["scene", "revision"], name="config_revision_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.scene_id} r{self.revision} (published)"
 
 
 class ClientToken(models.Model):

@@ -13,8 +13,8 @@ from mlab_client.routing import Router, allocate, bucket_of, owners_from_ranges
 
 
 @st.composite
-def splits(draw, versions=st.integers(1, 12)):
-    chosen = draw(st.lists(versions, min_size=1, max_size=5, unique=True))
+def splits(draw):
+    chosen = draw(st.lists(st.integers(1, 12), min_size=1, max_size=5, unique=True))
     cuts = sorted(draw(st.lists(st.integers(0, 100), min_size=len(chosen) - 1, max_size=len(chosen) - 1)))
     weights = [b - a for a, b in zip([0, *cuts], [*cuts, 100], strict=True)]
     return dict(zip(chosen, weights, strict=True))
