@@ -15,6 +15,15 @@ training vocabulary) is inside the graph, so a client feeds raw values.
   tensor ``[N, 2]`` (score = column 1), for regression the prediction ``[N, 1]``.
 - ``mlab.format_version``: ``"1"``.
 
+Missing values as fed to the graph: a missing number is NaN (float32); a missing category is the empty
+string ``MISSING_CATEGORY``, which the graph's categorical imputer replaces by the template's marker.
+
+Artifacts cached in Redis (written by the server, read by clients given ``redis_url``), raw bytes, no pickle:
+
+- ``artifact_meta_key(sha256)`` → JSON ``{"size": int, "chunk_size": int, "chunks": int}``
+- ``artifact_chunk_key(sha256, i)`` → bytes of chunk ``i`` (0-based); the concatenation must hash to sha256.
+  Readers verify the sha256 and treat any missing or mismatching piece as a cache miss.
+
 Bucketing (see ``routing``): a unit's bucket is
 ``int.from_bytes(sha256(f"{salt}:{unit_id}".encode()).digest()[:8], "big") % BUCKETS``.
 """
@@ -30,3 +39,13 @@ META_FORMAT_VERSION = "mlab.format_version"
 
 NUMBER = "number"
 STRING = "string"
+
+MISSING_CATEGORY = ""
+
+
+def artifact_meta_key(sha256: str) -> str:
+    return f"mlab:artifact:{sha256}:meta"
+
+
+def artifact_chunk_key(sha256: str, index: int) -> str:
+    return f"mlab:artifact:{sha256}:{index}"
