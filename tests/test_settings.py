@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _manage(*args, env_extra=None, drop=()):
+    # DJANGO_ALLOW_ASYNC_UNSAFE is set in-process by the browser fixture; a deployment never has it.
+    drop = {*drop, "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("PYTEST")}
     env.update({"DJANGO_SETTINGS_MODULE": "mlabsite.settings.production", **(env_extra or {})})
     return subprocess.run(

@@ -29,7 +29,8 @@ def embedded_env(tmp_path_factory):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE") and not k.startswith("PYTEST")
+        if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")
+        and not k.startswith("PYTEST")
     }
     env["MLAB_VAR_DIR"] = str(var_dir)
     yield env, var_dir
