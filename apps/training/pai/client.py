@@ -59,6 +59,23 @@ class _Transient(Exception):
     """An attempt that may succeed if repeated (5xx, connection error, timeout)."""
 
 
+class _Secret:
+    """Holds the access key secret so that ``repr``, ``vars`` and debuggers showing locals see a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "'********'"
+
+    __str__ = __repr__
+
+    def reveal(self) -> str:
+        return self._value
+
+
 @dataclass(frozen=True)
 class CreatedJob:
     job_id: str
@@ -102,7 +119,7 @@ class PaiClient:
         self.base_url = f"{parts.scheme}://{parts.netloc}"
         self.host = parts.netloc
         self.access_key_id = access_key_id
-        self.__secret = access_key_secret
+        self._secret = _Secret(access_key_secret)
         self.workspace_id = workspace_id
         self.timeout = (connect_timeout, read_timeout)
         self.max_retries = max_retries
@@ -143,7 +160,7 @@ class PaiClient:
             action=action,
             version=API_VERSION,
             access_key_id=self.access_key_id,
-            access_key_secret=self.__secret,
+            access_key_secret=self._secret.reveal(),
             content_type=JSON if body is not None else None,
         )
         headers["Accept"] = JSON

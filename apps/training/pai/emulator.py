@@ -136,6 +136,7 @@ class PaiEmulator:
         """Stop serving and stop every job still running (their trainers are terminated)."""
         if self._server is not None:
             self._server.shutdown()
+            self._server.wait_idle(timeout=10)
             self._server.server_close()
             self._server = None
         for job in self.jobs():
@@ -310,7 +311,23 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], emulator: PaiEmulator):
         self.emulator = emulator
+        self._inflight = 0
+        self._idle = threading.Condition()
         super().__init__(address, handler)
+
+    def begin(self) -> None:
+        with self._idle:
+            self._inflight += 1
+
+    def end(self) -> None:
+        with self._idle:
+            self._inflight -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        """Let requests being answered (a delayed one, say) finish, for at most ``timeout`` seconds."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._inflight == 0, timeout=timeout)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -336,6 +353,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- dispatch --------------------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
+        self.server.begin()
+        try:
+            self._answer(method)
+        finally:
+            self.server.end()
+
+    def _answer(self, method: str) -> None:
         started = time.monotonic()
         parts = urlsplit(self.path)
         try:
