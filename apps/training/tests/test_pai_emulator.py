@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 
 from apps.training.pai import signing
 from apps.training.pai.client import API_VERSION, PaiClient, PaiRefused, PaiUnavailable
-from apps.training.pai.emulator import PaiEmulator
+from apps.training.pai.emulator import PaiEmulator, default_trainer_command
 from apps.training.pai.request import RUN_LABEL
 from apps.training.pai.statuses import PaiStatus
 
@@ -249,3 +249,30 @@ def test_the_management_command_needs_keys(settings):
     settings.MLAB_PAI_ACCESS_KEY_SECRET = ""
     with pytest.raises(CommandError, match="MLAB_PAI_ACCESS_KEY_SECRET"):
         call_command("pai_emulator", "--port", "0")
+
+
+def test_the_default_command_runs_mlabs_trainer_as_a_module_from_the_job_directory(emulator, tmp_path):
+    """The default command is ``python -m apps.training.trainer --hyperparameters … --input … --output …``,
+    run from the job's directory; the repository is importable there, so a module of it runs. The stub
+    trainer stands in for apps.training.trainer, in the same module form."""
+    assert default_trainer_command() == [
+        sys.executable,
+        "-m",
+        "apps.training.trainer",
+        "--hyperparameters",
+        "{hyperparameters}",
+        "--input",
+        "{input}",
+        "--output",
+        "{output}",
+    ]
+    module_form = default_trainer_command()
+    module_form[2] = "apps.training.tests.pai_stub_trainer"
+    emulator.trainer_command = [*module_form, "--sleep", "0.01"]
+    sample = tmp_path / "s.csv"
+    sample.write_text("a\n1\n")
+    client = emulator.client(backoff=0.01)
+    job, _ = poll(client, client.create_training_job(_body(emulator, sample.as_uri())).job_id)
+    assert job["Status"] == PaiStatus.SUCCEED, job["ReasonMessage"]
+    report = json.loads((emulator.job(job["TrainingJobId"]).workdir / "output/model/report.json").read_text())
+    assert report["cwd"] == str(emulator.job(job["TrainingJobId"]).workdir)

@@ -1,4 +1,5 @@
-"""The PAI emulator's jobs: their life (PAI's status sequence, the trainer in a subprocess) and its faults.
+"""The PAI emulator's jobs: what a create must hold, and a job's life (PAI's status sequence, the trainer in a
+subprocess).
 
 A job lives in a work directory laid out as PAI lays out a training container, so a trainer written for PAI
 runs unchanged::
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +36,13 @@ from urllib.request import url2pathname
 
 import requests
 
-from .statuses import FINISHED, PaiStatus
+from ..statuses import FINISHED, PaiStatus
 
 logger = logging.getLogger("apps.training.pai.emulator")
 
 LABEL = "Mlab PAI emulator"
 LOG_PREFIX = f"[{LABEL}]"
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 MAX_LOG_LINES = 20_000
 STOP_GRACE_SECONDS = 5.0
 
@@ -73,84 +75,49 @@ def new_job_id() -> str:
     return "train" + "".join(secrets.choice(alphabet) for _ in range(11))
 
 
-class Faults:
-    """What the emulator is told to get wrong, consumed as requests and jobs arrive. Thread-safe."""
+class JobNotFound(LookupError):
+    """No job has this id."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.clear()
 
-    def clear(self) -> None:
-        with self._lock:
-            self._errors: list[dict[str, Any]] = []
-            self._delays: list[dict[str, Any]] = []
-            self._create_failed: deque[str] = deque()
-            self._fail_running: deque[tuple[str, float]] = deque()
+class InvalidJobBody(ValueError):
+    """A CreateTrainingJob body PAI would refuse; the message names each field."""
 
-    def fail_next(self, count: int = 1, *, status: int = 500, action: str | None = None) -> None:
-        """The next ``count`` signed API requests (of ``action`` only, when given) answer ``status``."""
-        with self._lock:
-            self._errors.append({"count": int(count), "status": int(status), "action": action})
 
-    def delay_next(
-        self, seconds: float, *, when: str = "after", action: str = "CreateTrainingJob", count: int = 1
-    ) -> None:
-        """Hold the next ``count`` requests of ``action`` for ``seconds`` (past the client's read timeout).
+def _list_of(body: Mapping[str, Any], key: str, fields: Sequence[str], problems: list[str], *, required=()) -> None:
+    value = body.get(key)
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        problems.append(f"{key} must be a list of objects.")
+        return
+    for index, item in enumerate(value):
+        for name in fields:
+            if name in item and not isinstance(item[name], str):
+                problems.append(f"{key}[{index}].{name} must be a string.")
+        for name in required:
+            if not item.get(name):
+                problems.append(f"{key}[{index}].{name} is required.")
 
-        ``when="after"``: the request is carried out (a create creates the job), then the answer is late.
-        ``when="before"``: the request stalls and is then dropped without being carried out (504).
-        """
-        if when not in ("before", "after"):
-            raise ValueError("when is 'before' or 'after'")
-        with self._lock:
-            self._delays.append({"count": int(count), "seconds": float(seconds), "when": when, "action": action})
 
-    def create_failed(self, reason: str = "The emulator was told to fail this job's creation.") -> None:
-        """The next job created goes Creating → CreateFailed with ``reason``."""
-        with self._lock:
-            self._create_failed.append(reason)
-
-    def fail_running(
-        self, reason: str = "The emulator was told to fail this job while it ran.", *, after_seconds: float = 0.0
-    ) -> None:
-        """The next job created reaches Running, then its trainer is killed after ``after_seconds``: Failed."""
-        with self._lock:
-            self._fail_running.append((reason, float(after_seconds)))
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "fail_next": [dict(e) for e in self._errors],
-                "delay_next": [dict(d) for d in self._delays],
-                "create_failed": list(self._create_failed),
-                "fail_running": [{"reason": r, "after_seconds": s} for r, s in self._fail_running],
-            }
-
-    @staticmethod
-    def _take(queue: list[dict[str, Any]], action: str) -> dict[str, Any] | None:
-        for entry in queue:
-            if entry["action"] in (None, action):
-                entry["count"] -= 1
-                if entry["count"] <= 0:
-                    queue.remove(entry)
-                return entry
-        return None
-
-    def take_error(self, action: str) -> int | None:
-        with self._lock:
-            entry = self._take(self._errors, action)
-            return entry["status"] if entry else None
-
-    def take_delay(self, action: str) -> tuple[float, str] | None:
-        with self._lock:
-            entry = self._take(self._delays, action)
-            return (entry["seconds"], entry["when"]) if entry else None
-
-    def take_job_faults(self) -> tuple[str | None, tuple[str, float] | None]:
-        with self._lock:
-            create_failed = self._create_failed.popleft() if self._create_failed else None
-            fail_running = None if create_failed else (self._fail_running.popleft() if self._fail_running else None)
-            return create_failed, fail_running
+def validate_create_body(body: Any, workspace_id: str) -> list[str]:
+    """What PAI would refuse in a CreateTrainingJob body, each problem naming its field."""
+    if not isinstance(body, dict):
+        return ["The body must be a JSON object."]
+    problems: list[str] = []
+    for name in ("TrainingJobName", "WorkspaceId", "AlgorithmName"):
+        if not isinstance(body.get(name), str) or not body.get(name):
+            problems.append(f"{name} is required.")
+    if body.get("WorkspaceId") and body.get("WorkspaceId") != workspace_id:
+        problems.append(f"WorkspaceId {body['WorkspaceId']} does not exist.")
+    _list_of(body, "HyperParameters", ("Name", "Value"), problems, required=("Name",))
+    _list_of(body, "InputChannels", ("Name", "InputUri"), problems, required=("Name", "InputUri"))
+    _list_of(body, "OutputChannels", ("Name", "OutputUri"), problems, required=("Name",))
+    _list_of(body, "Labels", ("Key", "Value"), problems, required=("Key",))
+    scheduler = body.get("Scheduler") or {}
+    seconds = scheduler.get("MaxRunningTimeInSeconds") if isinstance(scheduler, dict) else None
+    if not isinstance(scheduler, dict) or (seconds is not None and (not isinstance(seconds, int) or seconds <= 0)):
+        problems.append("Scheduler.MaxRunningTimeInSeconds must be a positive whole number.")
+    return problems
 
 
 @dataclass
