@@ -3,6 +3,7 @@ and the management command."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shlex
@@ -101,6 +102,8 @@ def test_bad_bodies_name_the_field(emulator, tmp_path):
         ({"Scheduler": {"MaxRunningTimeInSeconds": -5}}, "MaxRunningTimeInSeconds"),
         ({"HyperParameters": [{"Name": "maxIter", "Value": 100}]}, "HyperParameters[0].Value"),
         ({"AlgorithmName": ""}, "AlgorithmName"),
+        ({"OutputChannels": [{"Name": "../escape"}]}, "OutputChannels: channel name '../escape'"),
+        ({"InputChannels": [{"Name": "train", "InputUri": "file:///a"}] * 2}, "InputChannels: a channel name appears"),
     ]
     for overrides, field in cases:
         with pytest.raises(PaiRefused) as refused:
@@ -276,3 +279,29 @@ def test_the_default_command_runs_mlabs_trainer_as_a_module_from_the_job_directo
     assert job["Status"] == PaiStatus.SUCCEED, job["ReasonMessage"]
     report = json.loads((emulator.job(job["TrainingJobId"]).workdir / "output/model/report.json").read_text())
     assert report["cwd"] == str(emulator.job(job["TrainingJobId"]).workdir)
+
+
+def test_output_paths_cannot_leave_the_output_channel(emulator, tmp_path):
+    sample = tmp_path / "s.csv"
+    sample.write_text("a\n1\n")
+    client = emulator.client(backoff=0.01)
+    job_id = client.create_training_job(_body(emulator, sample.as_uri())).job_id
+    poll(client, job_id)
+    host, port = emulator.endpoint.removeprefix("http://").split(":")
+    for path in (
+        f"/outputs/{job_id}/model/model.onnx",
+        f"/outputs/{job_id}/model/../../input/config/hyperparameters.json",
+        f"/outputs/{job_id}/model/..%2F..%2Finput%2Fconfig%2Fhyperparameters.json",
+        f"/outputs/{job_id}/..%2Finput/config/hyperparameters.json",
+        "/outputs/trainnosuchjob00/model/model.onnx",
+    ):
+        connection = http.client.HTTPConnection(host, int(port), timeout=5)  # sends the path as written
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        if path.endswith("/model/model.onnx") and "nosuch" not in path:
+            assert response.status == 200 and body.startswith(b"STUB-ONNX:")
+        else:
+            assert response.status == 404, path
+            assert json.loads(body)["Code"] == "NoSuchKey"

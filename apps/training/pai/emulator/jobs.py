@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -45,6 +46,7 @@ LOG_PREFIX = f"[{LABEL}]"
 REPO_ROOT = Path(__file__).resolve().parents[4]
 MAX_LOG_LINES = 20_000
 STOP_GRACE_SECONDS = 5.0
+CHANNEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 def default_trainer_command() -> list[str]:
@@ -113,6 +115,15 @@ def validate_create_body(body: Any, workspace_id: str) -> list[str]:
     _list_of(body, "InputChannels", ("Name", "InputUri"), problems, required=("Name", "InputUri"))
     _list_of(body, "OutputChannels", ("Name", "OutputUri"), problems, required=("Name",))
     _list_of(body, "Labels", ("Key", "Value"), problems, required=("Key",))
+    for key in ("InputChannels", "OutputChannels"):
+        channels = body.get(key) if isinstance(body.get(key), list) else []
+        names = [ch.get("Name") for ch in channels if isinstance(ch, dict) and isinstance(ch.get("Name"), str)]
+        # A channel name becomes a directory and an environment variable (PAI_INPUT_<NAME>).
+        problems += [
+            f"{key}: channel name {n!r} is not letters, digits and _." for n in names if not CHANNEL_RE.match(n)
+        ]
+        if len(set(names)) != len(names):
+            problems.append(f"{key}: a channel name appears twice.")
     scheduler = body.get("Scheduler") or {}
     seconds = scheduler.get("MaxRunningTimeInSeconds") if isinstance(scheduler, dict) else None
     if not isinstance(scheduler, dict) or (seconds is not None and (not isinstance(seconds, int) or seconds <= 0)):

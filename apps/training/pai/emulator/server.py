@@ -240,6 +240,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             _, _, job_id, channel, *rest = path.split("/")
             job = self.server.emulator.job(job_id)
+            channels = {ch.get("Name") for ch in job.body.get("OutputChannels") or []}
+            if unquote(channel) not in channels:
+                raise ApiError(404, "NoSuchKey", "The specified output does not exist.")
             root = (job.workdir / "output" / unquote(channel)).resolve()
             target = root.joinpath(*(unquote(p) for p in rest if p)).resolve()
             if not target.is_relative_to(root) or not root.is_dir() or not target.exists():
