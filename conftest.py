@@ -7,6 +7,8 @@ from django_redis import get_redis_connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+pytest_plugins = ["apps.training.pai.testing"]  # the pai_emulator fixture
+
 
 @pytest.fixture(autouse=True)
 def _clean_redis():

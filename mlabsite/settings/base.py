@@ -190,3 +190,21 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("MLAB_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- PAI training service (the pai engine) ----------------------------------------------------------
+# Empty endpoint or keys: the pai engine is not configured. The secret signs requests and nothing else:
+# it is never logged or shown (Django's error pages hide settings named *SECRET*).
+MLAB_PAI_ENDPOINT = env.str("MLAB_PAI_ENDPOINT", default="")
+MLAB_PAI_ACCESS_KEY_ID = env.str("MLAB_PAI_ACCESS_KEY_ID", default="")
+MLAB_PAI_ACCESS_KEY_SECRET = env.str("MLAB_PAI_ACCESS_KEY_SECRET", default="")
+MLAB_PAI_WORKSPACE_ID = env.str("MLAB_PAI_WORKSPACE_ID", default="")
+MLAB_PAI_ALGORITHM_NAME = env.str("MLAB_PAI_ALGORITHM_NAME", default="mlab-trainer")
+MLAB_PAI_ALGORITHM_PROVIDER = env.str("MLAB_PAI_ALGORITHM_PROVIDER", default="")
+MLAB_PAI_ALGORITHM_VERSION = env.str("MLAB_PAI_ALGORITHM_VERSION", default="v1.0.0")
+MLAB_PAI_RESOURCE_ID = env.str("MLAB_PAI_RESOURCE_ID", default="")
+MLAB_PAI_ECS_SPEC = env.str("MLAB_PAI_ECS_SPEC", default="ecs.c6.xlarge")
+MLAB_PAI_MAX_RUNNING_SECONDS = env.int("MLAB_PAI_MAX_RUNNING_SECONDS", default=6 * 3600)
+MLAB_PAI_CONNECT_TIMEOUT = env.float("MLAB_PAI_CONNECT_TIMEOUT", default=5.0)
+MLAB_PAI_READ_TIMEOUT = env.float("MLAB_PAI_READ_TIMEOUT", default=30.0)
+MLAB_PAI_MAX_RETRIES = env.int("MLAB_PAI_MAX_RETRIES", default=4)
+MLAB_PAI_BACKOFF = env.float("MLAB_PAI_BACKOFF", default=0.5)

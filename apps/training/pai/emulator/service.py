@@ -1,0 +1,216 @@
+"""The PAI emulator's state and controls: its keys, its jobs, its faults, its HTTP server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import signing
+from ..client import PaiClient
+from .faults import Faults
+from .jobs import (
+    LABEL,
+    LOG_PREFIX,
+    EmulatedJob,
+    InvalidJobBody,
+    JobNotFound,
+    JobRunner,
+    default_trainer_command,
+    new_job_id,
+    validate_create_body,
+)
+from .server import EmulatorServer
+
+logger = logging.getLogger("apps.training.pai.emulator")
+
+
+class NonceLedger:
+    """Nonces already used by a valid request, the most recent ones (a replay within the clock window fails)."""
+
+    def __init__(self, size: int = 100_000):
+        self._lock = threading.Lock()
+        self._order: deque[str] = deque()
+        self._seen: set[str] = set()
+        self._size = size
+
+    def seen(self, nonce: str) -> bool:
+        with self._lock:
+            if nonce in self._seen:
+                return True
+            self._seen.add(nonce)
+            self._order.append(nonce)
+            if len(self._order) > self._size:
+                self._seen.discard(self._order.popleft())
+            return False
+
+
+class PaiEmulator:
+    """The emulator: start it, point a :class:`~.client.PaiClient` at :attr:`endpoint`, stop it.
+
+    ``trainer_command`` is a list of strings with placeholders ``{hyperparameters}``, ``{input}``,
+    ``{input_dir}``, ``{output}``, ``{config_dir}``, ``{job_id}``; it may be changed between jobs.
+    ``step_delay`` is the time each status before Running lasts.
+    """
+
+    def __init__(
+        self,
+        *,
+        work_dir: str | Path,
+        access_key_id: str = "emulator-access-key-id",
+        access_key_secret: str | None = None,
+        workspace_id: str = "emulator-workspace",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        trainer_command: Sequence[str] | None = None,
+        step_delay: float = 0.05,
+    ):
+        self.work_dir = Path(work_dir)
+        self.access_key_id = access_key_id
+        self.access_key_secret = access_key_secret or secrets.token_urlsafe(24)
+        self.workspace_id = workspace_id
+        self.trainer_command = list(trainer_command or default_trainer_command())
+        self.step_delay = step_delay
+        self.faults = Faults()
+        self._host, self._port = host, port
+        self._jobs: dict[str, EmulatedJob] = {}
+        self._lock = threading.RLock()
+        self._nonces = NonceLedger()
+        self._server: EmulatorServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> PaiEmulator:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._server = EmulatorServer((self._host, self._port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="pai-emulator", daemon=True
+        )
+        self._thread.start()
+        logger.info("%s listening on %s (workspace %s)", LOG_PREFIX, self.endpoint, self.workspace_id)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and stop every job still running (their trainers are terminated)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.wait_idle(timeout=10)
+            self._server.server_close()
+            self._server = None
+        for job in self.jobs():
+            job.stop_requested.set()
+        for job in self.jobs():
+            job.done.wait(timeout=10)
+        logger.info("%s stopped", LOG_PREFIX)
+
+    def __enter__(self) -> PaiEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        if self._server is None:
+            raise RuntimeError("The emulator is not started.")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def client(self, **options: Any) -> PaiClient:
+        """A client signed with the emulator's keys (options: timeouts, retries, backoff)."""
+        return PaiClient(self.endpoint, self.access_key_id, self.access_key_secret, self.workspace_id, **options)
+
+    def settings(self) -> dict[str, str]:
+        """The ``MLAB_PAI_*`` settings that point Mlab at this emulator."""
+        return {
+            "MLAB_PAI_ENDPOINT": self.endpoint,
+            "MLAB_PAI_ACCESS_KEY_ID": self.access_key_id,
+            "MLAB_PAI_ACCESS_KEY_SECRET": self.access_key_secret,
+            "MLAB_PAI_WORKSPACE_ID": self.workspace_id,
+        }
+
+    # -- jobs ------------------------------------------------------------------------------------------
+    def jobs(self) -> list[EmulatedJob]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def job(self, job_id: str) -> EmulatedJob:
+        with self._lock:
+            try:
+                return self._jobs[job_id]
+            except KeyError:
+                raise JobNotFound(f"Training job {job_id} does not exist.") from None
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> EmulatedJob:
+        """Block until the job reaches a final status (tests); raise TimeoutError otherwise."""
+        job = self.job(job_id)
+        if not job.done.wait(timeout):
+            raise TimeoutError(f"{LABEL}: job {job_id} is still {job.status} after {timeout} s")
+        return job
+
+    def create(self, body: Mapping[str, Any]) -> EmulatedJob:
+        problems = validate_create_body(body, self.workspace_id)
+        if problems:
+            raise InvalidJobBody(" ".join(problems))
+        job_id = new_job_id()
+        workdir = self.work_dir / job_id
+        workdir.mkdir(parents=True)
+        create_failed, fail_running = self.faults.take_job_faults()
+        job = EmulatedJob(
+            job_id=job_id,
+            body=json.loads(json.dumps(body)),
+            workdir=workdir,
+            command_template=list(self.trainer_command),
+            step_delay=self.step_delay,
+            create_failed=create_failed,
+            fail_running=fail_running,
+        )
+        with self._lock:
+            self._jobs[job_id] = job
+        JobRunner(job).start()
+        logger.info("%s job %s created (%s)", LOG_PREFIX, job_id, body.get("TrainingJobName"))
+        return job
+
+    def stop_job(self, job_id: str) -> EmulatedJob:
+        job = self.job(job_id)
+        job.stop_requested.set()
+        # PAI stops asynchronously; waiting a little lets a caller that stops then reads see Terminated.
+        job.done.wait(timeout=2 + self.step_delay)
+        return job
+
+    def list_jobs(
+        self,
+        *,
+        workspace_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> list[EmulatedJob]:
+        """ListTrainingJobs' filters: jobs of the workspace carrying every label, newest first."""
+        if workspace_id and workspace_id != self.workspace_id:
+            return []
+        chosen = [
+            job
+            for job in self.jobs()
+            if all(job.labels.get(str(k)) == str(v) for k, v in (labels or {}).items())
+            and (not status or job.status == status)
+            and (not name or job.body.get("TrainingJobName") == name)
+        ]
+        return sorted(chosen, key=lambda j: j.created_at, reverse=True)
+
+    def verify(self, *, method: str, path: str, raw_query: str, headers: Mapping[str, str], body: bytes) -> None:
+        keys = {self.access_key_id: self.access_key_secret}
+        signing.verify_request(
+            method=method,
+            path=path,
+            raw_query=raw_query,
+            headers=headers,
+            body=body,
+            secret_for=keys.get,
+            nonce_seen=self._nonces.seen,
+        )
