@@ -4,12 +4,13 @@ It runs inside an RQ worker for the local engine and as ``python -m apps.trainin
 both engines produce the same artifact. It never imports Django.
 """
 
-from .errors import ParityError, PayloadError, TrainerError, TrainingDataError
+from .errors import ExportError, ParityError, PayloadError, TrainerError, TrainingDataError
 from .sample import SampleData, load_sample, save_sample
 from .training import STAGES, TrainResult, score_raw, train
 
 __all__ = [
     "STAGES",
+    "ExportError",
     "ParityError",
     "PayloadError",
     "SampleData",

@@ -17,3 +17,7 @@ class TrainingDataError(TrainerError):
 
 class ParityError(TrainerError):
     """The exported ONNX model does not give the same scores as the scikit-learn model."""
+
+
+class ExportError(TrainerError):
+    """The fitted model could not be written as an ONNX model that follows the contract."""

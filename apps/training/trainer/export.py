@@ -16,7 +16,7 @@ from apps.templates.nodes import Task
 from mlab_client import contract
 
 from .data import FeatureBlocks
-from .errors import ParityError
+from .errors import ExportError, ParityError
 from .plan import LocalPlan
 
 # Opsets every onnxruntime since 1.14 runs; client processes may lag the server by a few releases.
@@ -30,12 +30,22 @@ def export(plan: LocalPlan, pipeline: Pipeline, signature: list[dict[str, Any]])
     string for categories), and the metadata of mlab_client.contract."""
     inputs = [(name, FloatTensorType([None, 1])) for name in plan.numeric]
     inputs += [(name, StringTensorType([None, 1])) for name in plan.categorical]
-    options = {id(pipeline.named_steps["model"]): {"zipmap": False}} if plan.task == Task.BINARY else None
-    model = to_onnx(pipeline, initial_types=inputs, options=options, target_opset=TARGET_OPSET)
-    outputs = [output.name for output in model.graph.output]
-    # Binary: (label, probabilities [N, 2]); regression: (prediction [N, 1]). Names may carry a suffix when
-    # a feature is called like an output, hence reading them back.
-    score_output = outputs[1] if plan.task == Task.BINARY else outputs[0]
+    binary = plan.task == Task.BINARY
+    options = {id(pipeline.named_steps["model"]): {"zipmap": False}} if binary else None
+    # Outputs are named up front, away from the features: skl2onnx would otherwise rename an input that
+    # is called like its default output ("variable", "label"), and the contract names inputs by feature.
+    taken = set(plan.features)
+    outputs = [_free_name(name, taken) for name in (("label", "probabilities") if binary else ("prediction",))]
+    model = to_onnx(
+        pipeline,
+        initial_types=inputs,
+        final_types=[(name, None) for name in outputs],
+        options=options,
+        target_opset=TARGET_OPSET,
+    )
+    if [i.name for i in model.graph.input] != plan.features:
+        raise ExportError(f"The exported model's inputs {[i.name for i in model.graph.input]} are not the features.")
+    score_output = outputs[-1]  # binary: probabilities [N, 2]; regression: prediction [N, 1]
     metadata = {
         contract.META_SIGNATURE: json.dumps(signature, separators=(",", ":")),
         contract.META_TASK: plan.task.value,
@@ -47,6 +57,12 @@ def export(plan: LocalPlan, pipeline: Pipeline, signature: list[dict[str, Any]])
     onnx.helper.set_model_props(model, metadata)
     model.doc_string = f"Mlab model: template {plan.template or '?'}, {plan.train_node}."
     return model.SerializeToString()
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name += "_"
+    return name
 
 
 def score_output(model_bytes: bytes) -> str:
