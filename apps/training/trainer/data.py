@@ -52,7 +52,8 @@ class FeatureBlocks:
             raise TypeError("FeatureBlocks supports column selection only: blocks[:, columns].")
         columns = key[1]
         if isinstance(columns, int | np.integer):
-            return self._block_of([int(columns)])[1][:, 0]
+            block, local = self._block_of([int(columns)])
+            return block[:, local[0]]
         block, local = self._block_of([int(c) for c in np.asarray(columns).ravel()])
         if local == list(range(block.shape[1])):
             return block
