@@ -212,6 +212,19 @@ def test_progress_reports_each_stage_in_order(clicks):
     assert all(isinstance(message, str) and message for _, _, message in calls)
 
 
+def test_boosting_rounds_move_the_bar_while_fitting(clicks):
+    sample, _ = clicks
+    calls = []
+    train(builtin_payload("binary-gbdt", {"train": {"treeCount": 20}}), sample, progress=lambda *a: calls.append(a))
+    stages = [stage for stage, _, _ in calls]
+    assert list(dict.fromkeys(stages)) == list(STAGES)
+    rounds = [(percent, message) for stage, percent, message in calls if stage == "fitting"][1:]
+    assert len(rounds) == 20  # 60 points of the bar for 20 rounds: every round moves it
+    assert rounds[-1] == (70, "Fitting the model: round 20 of 20")
+    percents = [percent for _, percent, _ in calls]
+    assert percents == sorted(percents)
+
+
 # -- the artifact -----------------------------------------------------------------------------------
 
 

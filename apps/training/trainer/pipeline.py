@@ -3,7 +3,9 @@ estimator, fitted without building more than one training matrix."""
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -73,16 +75,27 @@ def build(plan: LocalPlan, train: FeatureBlocks) -> Pipeline:
     return Pipeline([("features", features), ("model", plan.estimator)])
 
 
-def fit(pipeline: Pipeline, train: FeatureBlocks, label: np.ndarray) -> np.ndarray:
+def fit(
+    pipeline: Pipeline,
+    train: FeatureBlocks,
+    label: np.ndarray,
+    *,
+    rounds: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Fit ``pipeline`` on the training part; returns per-column standard deviations of the matrix the
-    estimator saw (for importances on a common scale). The matrix itself is dropped before returning."""
+    estimator saw (for importances on a common scale). The matrix itself is dropped before returning.
+    ``rounds(done, total)`` is told of each boosting round, for estimators that have rounds."""
     features, model = pipeline.named_steps["features"], pipeline.named_steps["model"]
     matrix = features.fit_transform(train, label)
     columns = matrix.shape[1]
     max_features = model.get_params().get("max_features")
     if isinstance(max_features, int) and max_features > columns:
         model.set_params(max_features=columns)  # "features per split" beyond the columns there are: all of them
-    model.fit(matrix, label)
+    if rounds is not None and "monitor" in inspect.signature(model.fit).parameters:
+        total = model.get_params()["n_estimators"]
+        model.fit(matrix, label, monitor=lambda i, _model, _state: rounds(i + 1, total))
+    else:
+        model.fit(matrix, label)
     mean = matrix.mean(axis=0, dtype=np.float64)
     square = np.einsum("ij,ij->j", matrix, matrix, dtype=np.float64) / len(matrix)
     return np.sqrt(np.maximum(square - mean * mean, 0.0))

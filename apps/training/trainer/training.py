@@ -44,6 +44,7 @@ class TrainResult:
 class _Stages:
     def __init__(self, progress: Progress | None):
         self.progress, self.timings, self._current, self._started = progress, {}, None, 0.0
+        self._last_percent = 0
 
     def enter(self, stage: str) -> None:
         now = time.perf_counter()
@@ -52,7 +53,16 @@ class _Stages:
         self._current, self._started = stage, now
         if self.progress is not None:
             percent, message = STAGES[stage]
+            self._last_percent = percent
             self.progress(stage, percent, message)
+
+    def rounds(self, done: int, total: int) -> None:
+        """Boosting rounds move the bar across the fitting stage, one percent at a time at most."""
+        start, end = STAGES["fitting"][0], STAGES["evaluating"][0]
+        percent = start + (end - start) * done // total
+        if self.progress is not None and percent > self._last_percent:
+            self._last_percent = percent
+            self.progress("fitting", percent, f"Fitting the model: round {done} of {total}")
 
 
 def train(payload: Mapping[str, Any], sample: SampleData, *, progress: Progress | None = None) -> TrainResult:
@@ -73,7 +83,7 @@ def train(payload: Mapping[str, Any], sample: SampleData, *, progress: Progress 
 
     stages.enter("fitting")
     model = pipelines.build(plan, train_blocks)
-    column_std = pipelines.fit(model, train_blocks, train_label)
+    column_std = pipelines.fit(model, train_blocks, train_label, rounds=stages.rounds)
     del train_blocks
     gc.collect()
 
