@@ -70,7 +70,8 @@ def train(payload: Mapping[str, Any], sample: SampleData, *, progress: Progress 
 
     ``payload`` is what ``apps.templates.payload.build_payload`` produces; ``sample`` holds the raw columns
     the sample node names. ``progress(stage, percent, message)`` is called as each stage starts.
-    Raises PayloadError, TrainingDataError (bad data, named by column) or ParityError.
+    Raises PayloadError, TrainingDataError (bad data, named by column), ExportError or ParityError,
+    all TrainerError with a plain message.
     """
     started = time.perf_counter()
     stages = _Stages(progress)
