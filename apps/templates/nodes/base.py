@@ -436,7 +436,9 @@ class NodeType:
         return {p.name: cleaned.get(p.name) for p in self.params if p.in_payload}
 
     def local_step(self, cleaned: Mapping[str, Any], context: Any) -> Any:
-        """What the local engine runs for this node; filled in by the training engine's node types."""
+        """Describe this node to the local trainer by calling the matching method of ``context`` (an
+        ``apps.training.trainer.plan.LocalPlan``), e.g. ``context.standardize(...)``; train nodes hand it the
+        scikit-learn estimator their parameters configure. The sample node has none: its step is the SQL."""
         raise NotImplementedError(f"{self.key} has no local step")
 
     # -- metadata ---------------------------------------------------------------------------------

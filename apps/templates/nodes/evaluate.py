@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from .base import NodeKind, NodeType, Param, ParamType, Task, registry
 
 T = ParamType
@@ -37,6 +40,9 @@ class BinaryEvaluation(NodeType):
         ),
     )
 
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        context.evaluate_binary(threshold=cleaned["threshold"], bin_count=cleaned["binCount"])
+
 
 @registry.register
 class RegressionEvaluation(NodeType):
@@ -56,3 +62,6 @@ class RegressionEvaluation(NodeType):
             help="Bars of the residual histogram.",
         ),
     )
+
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        context.evaluate_regression(histogram_bins=cleaned["histogram_bins"])

@@ -3,6 +3,9 @@ categorical), so a business developer never has to list columns twice."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from .base import NodeKind, NodeType, Param, ParamType, registry
 
 T = ParamType
@@ -41,6 +44,13 @@ class FillMissing(NodeType):
         ),
     )
 
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        context.fill_missing(
+            numeric_strategy=cleaned["numeric_strategy"],
+            numeric_fill_value=cleaned["numeric_fill_value"],
+            categorical_fill_value=cleaned["categorical_fill_value"],
+        )
+
 
 @registry.register
 class Standardize(NodeType):
@@ -52,6 +62,9 @@ class Standardize(NodeType):
         Param("with_mean", T.BOOL, "Center", default=True, help="Subtract the mean."),
         Param("with_std", T.BOOL, "Scale", default=True, help="Divide by the standard deviation."),
     )
+
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        context.standardize(with_mean=cleaned["with_mean"], with_std=cleaned["with_std"])
 
 
 @registry.register
@@ -71,6 +84,9 @@ class OneHot(NodeType):
             help="The most frequent categories of each column are kept; rarer or unseen ones encode as all zeros.",
         ),
     )
+
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        context.one_hot(max_categories=cleaned["max_categories"])
 
 
 @registry.register
@@ -107,3 +123,6 @@ class Split(NodeType):
             help="Binary templates: keep the positive rate equal in both parts.",
         ),
     )
+
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        context.split_rows(test_ratio=cleaned["test_ratio"], seed=cleaned["seed"], stratify=cleaned["stratify"])

@@ -1,7 +1,14 @@
 """Training algorithm nodes. Parameter names are those of the PAI algorithm each node stands for, so a
-PAI Designer user finds the names they know, and the PAI engine sends them unchanged."""
+PAI Designer user finds the names they know, and the PAI engine sends them unchanged.
+
+``local_step`` maps those parameters onto the scikit-learn estimator the local trainer fits (imported
+lazily: the web process never needs scikit-learn to show a form). PAI-only parameters are not read.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from .base import Group, NodeKind, NodeType, Param, ParamType, Task, registry
 
@@ -80,6 +87,20 @@ class LogisticRegression(NodeType):
         *TUNING,
     )
 
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression as Estimator
+
+        kind, level = cleaned["regularizedType"], cleaned["regularizedLevel"]
+        common = {"max_iter": cleaned["maxIter"], "tol": cleaned["epsilon"], "random_state": context.seed}
+        if kind == "None" or level == 0:
+            estimator = Estimator(C=np.inf, solver="lbfgs", **common)
+        elif kind == "l1":
+            estimator = Estimator(C=1 / level, l1_ratio=1.0, solver="liblinear", **common)
+        else:
+            estimator = Estimator(C=1 / level, l1_ratio=0.0, solver="lbfgs", **common)
+        context.use_estimator(estimator, trees=False)
+
 
 @registry.register
 class GradientBoostedTrees(NodeType):
@@ -145,6 +166,21 @@ class GradientBoostedTrees(NodeType):
         *TUNING,
     )
 
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        # HistGradientBoosting would be faster, but skl2onnx cannot convert it; this one converts exactly.
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        feature_ratio = cleaned["featureRatio"]
+        estimator = GradientBoostingClassifier(
+            n_estimators=cleaned["treeCount"],
+            max_depth=cleaned["maxDepth"],
+            learning_rate=cleaned["shrinkage"],
+            subsample=cleaned["sampleRatio"],
+            max_features=None if feature_ratio >= 1 else feature_ratio,
+            random_state=context.seed,
+        )
+        context.use_estimator(estimator, trees=True)
+
 
 @registry.register
 class RandomForest(NodeType):
@@ -176,6 +212,18 @@ class RandomForest(NodeType):
         ),
         *TUNING,
     )
+
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        from sklearn.ensemble import RandomForestClassifier
+
+        estimator = RandomForestClassifier(
+            n_estimators=cleaned["treeNum"],
+            max_depth=cleaned["maxTreeDeep"],
+            min_samples_leaf=cleaned["minNumObj"],
+            max_features=cleaned["randomColNum"] or "sqrt",
+            random_state=context.seed,
+        )
+        context.use_estimator(estimator, trees=True)
 
 
 @registry.register
@@ -225,3 +273,16 @@ class LinearRegression(NodeType):
         ),
         *TUNING,
     )
+
+    def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
+        from sklearn import linear_model
+
+        kind, level = cleaned["regularizedType"], cleaned["regularizedLevel"]
+        iteration = {"max_iter": cleaned["maxIter"], "tol": cleaned["epsilon"]}
+        if kind == "None" or level == 0:
+            estimator = linear_model.LinearRegression()
+        elif kind == "l1":
+            estimator = linear_model.Lasso(alpha=level, random_state=context.seed, **iteration)
+        else:
+            estimator = linear_model.Ridge(alpha=level, **iteration)
+        context.use_estimator(estimator, trees=False)

@@ -1,0 +1,107 @@
+"""ONNX export (skl2onnx) with Mlab's metadata, scoring through onnxruntime, and the parity check."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.pipeline import Pipeline
+
+from apps.templates.nodes import Task
+from mlab_client import contract
+
+from .data import FeatureBlocks
+from .errors import ExportError, ParityError
+from .plan import LocalPlan
+
+# Opsets every onnxruntime since 1.14 runs; client processes may lag the server by a few releases.
+TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+PARITY_TOLERANCE = 1e-5
+CHUNK_ROWS = 65_536
+
+
+def export(plan: LocalPlan, pipeline: Pipeline, signature: list[dict[str, Any]]) -> bytes:
+    """The fitted pipeline as ONNX: one [None, 1] input per raw feature, named like it (float for numbers,
+    string for categories), and the metadata of mlab_client.contract."""
+    inputs = [(name, FloatTensorType([None, 1])) for name in plan.numeric]
+    inputs += [(name, StringTensorType([None, 1])) for name in plan.categorical]
+    binary = plan.task == Task.BINARY
+    options = {id(pipeline.named_steps["model"]): {"zipmap": False}} if binary else None
+    # Outputs are named up front, away from the features: skl2onnx would otherwise rename an input that
+    # is called like its default output ("variable", "label"), and the contract names inputs by feature.
+    taken = set(plan.features)
+    outputs = [_free_name(name, taken) for name in (("label", "probabilities") if binary else ("prediction",))]
+    model = to_onnx(
+        pipeline,
+        initial_types=inputs,
+        final_types=[(name, None) for name in outputs],
+        options=options,
+        target_opset=TARGET_OPSET,
+    )
+    if [i.name for i in model.graph.input] != plan.features:
+        raise ExportError(f"The exported model's inputs {[i.name for i in model.graph.input]} are not the features.")
+    score_output = outputs[-1]  # binary: probabilities [N, 2]; regression: prediction [N, 1]
+    metadata = {
+        contract.META_SIGNATURE: json.dumps(signature, separators=(",", ":")),
+        contract.META_TASK: plan.task.value,
+        contract.META_SCORE_OUTPUT: score_output,
+        contract.META_FORMAT_VERSION: contract.FORMAT_VERSION,
+    }
+    if plan.task == Task.BINARY:
+        metadata[contract.META_THRESHOLD] = repr(float(plan.evaluation["threshold"]))
+    onnx.helper.set_model_props(model, metadata)
+    model.doc_string = f"Mlab model: template {plan.template or '?'}, {plan.train_node}."
+    return model.SerializeToString()
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name += "_"
+    return name
+
+
+def score_output(model_bytes: bytes) -> str:
+    model = onnx.load_model_from_string(model_bytes)
+    return {prop.key: prop.value for prop in model.metadata_props}[contract.META_SCORE_OUTPUT]
+
+
+def onnx_scores(model_bytes: bytes, plan: LocalPlan, blocks: FeatureBlocks) -> np.ndarray:
+    """What onnxruntime gives for ``blocks``: probabilities [N, 2] (binary) or predictions [N] (regression),
+    computed in chunks so that memory stays bounded."""
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    output = score_output(model_bytes)
+    parts = []
+    for start in range(0, len(blocks), CHUNK_ROWS):
+        chunk = blocks.rows(start, start + CHUNK_ROWS)
+        parts.append(session.run([output], chunk.onnx_feed(plan))[0])
+    scores = np.concatenate(parts) if parts else np.empty((0, 2 if plan.task == Task.BINARY else 1))
+    return scores if plan.task == Task.BINARY else scores.reshape(-1)
+
+
+def sklearn_scores(plan: LocalPlan, pipeline: Pipeline, blocks: FeatureBlocks) -> np.ndarray:
+    if plan.task == Task.BINARY:
+        return pipeline.predict_proba(blocks)
+    return np.asarray(pipeline.predict(blocks), dtype=np.float64).reshape(-1)
+
+
+def parity(expected: np.ndarray, actual: np.ndarray, *, tolerance: float = PARITY_TOLERANCE) -> float:
+    """The largest absolute difference between scikit-learn's and onnxruntime's scores; raises ParityError
+    above ``tolerance``."""
+    if expected.shape != actual.shape:
+        raise ParityError(
+            f"The exported model gives {actual.shape} scores where the trained one gives {expected.shape}."
+        )
+    difference = float(np.max(np.abs(expected - actual), initial=0.0))
+    if not difference <= tolerance:  # also catches NaN
+        raise ParityError(
+            f"The exported model does not give the same scores as the trained model (largest difference "
+            f"{difference:.3g}, allowed {tolerance:g}), so it cannot be published. Please report this run."
+        )
+    return difference

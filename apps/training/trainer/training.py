@@ -1,0 +1,139 @@
+"""The trainer: payload + sample → fitted pipeline → metrics → ONNX → parity check → TrainResult."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from apps.templates.nodes import Task
+
+from . import data, evaluation, export
+from . import pipeline as pipelines
+from .plan import LocalPlan, plan_from_payload
+from .sample import SampleData
+
+Progress = Callable[[str, int, str], None]
+
+# Stage name, percent reached when it starts, and what the run page says meanwhile.
+STAGES = {
+    "preparing": (2, "Checking the sample and splitting it"),
+    "fitting": (10, "Fitting the model"),
+    "evaluating": (70, "Evaluating on the held-out rows"),
+    "exporting": (80, "Exporting to ONNX"),
+    "checking_parity": (90, "Checking that the exported model scores like the trained one"),
+    "done": (100, "Done"),
+}
+
+
+@dataclass
+class TrainResult:
+    """``onnx_bytes``: the artifact (mlab_client.contract); ``report``: JSON-able facts about the run;
+    ``model``: the fitted scikit-learn pipeline (in memory only; it takes ``FeatureBlocks``)."""
+
+    onnx_bytes: bytes
+    report: dict[str, Any]
+    model: Any = field(default=None, repr=False)
+    plan: LocalPlan | None = field(default=None, repr=False)
+
+
+class _Stages:
+    def __init__(self, progress: Progress | None):
+        self.progress, self.timings, self._current, self._started = progress, {}, None, 0.0
+        self._last_percent = 0
+
+    def enter(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self._current:
+            self.timings[self._current] = round(now - self._started, 4)
+        self._current, self._started = stage, now
+        if self.progress is not None:
+            percent, message = STAGES[stage]
+            self._last_percent = percent
+            self.progress(stage, percent, message)
+
+    def rounds(self, done: int, total: int) -> None:
+        """Boosting rounds move the bar across the fitting stage, one percent at a time at most."""
+        start, end = STAGES["fitting"][0], STAGES["evaluating"][0]
+        percent = start + (end - start) * done // total
+        if self.progress is not None and percent > self._last_percent:
+            self._last_percent = percent
+            self.progress("fitting", percent, f"Fitting the model: round {done} of {total}")
+
+
+def train(payload: Mapping[str, Any], sample: SampleData, *, progress: Progress | None = None) -> TrainResult:
+    """Train the chain ``payload`` describes on ``sample`` and return the verified ONNX model and a report.
+
+    ``payload`` is what ``apps.templates.payload.build_payload`` produces; ``sample`` holds the raw columns
+    the sample node names. ``progress(stage, percent, message)`` is called as each stage starts.
+    Raises PayloadError, TrainingDataError (bad data, named by column), ExportError or ParityError,
+    all TrainerError with a plain message.
+    """
+    started = time.perf_counter()
+    stages = _Stages(progress)
+    stages.enter("preparing")
+    plan = plan_from_payload(payload)
+    prepared = data.prepare(plan, sample)
+    train_rows, test_rows = data.split(plan, prepared.label)
+    train_blocks = prepared.blocks(train_rows)
+    train_label = prepared.label[train_rows]
+
+    stages.enter("fitting")
+    model = pipelines.build(plan, train_blocks)
+    column_std = pipelines.fit(model, train_blocks, train_label, rounds=stages.rounds)
+    del train_blocks
+    gc.collect()
+
+    stages.enter("evaluating")
+    test_blocks = prepared.blocks(test_rows)
+    test_label = prepared.label[test_rows]
+    del prepared
+    expected = export.sklearn_scores(plan, model, test_blocks)
+    if plan.task == Task.BINARY:
+        evaluated = evaluation.binary(test_label, expected[:, 1], **_binary_options(plan))
+    else:
+        evaluated = evaluation.regression(test_label, expected, **plan.evaluation)
+    owners = pipelines.column_owners(plan, model)
+    importance = evaluation.importance(model.named_steps["model"], owners, column_std)
+
+    stages.enter("exporting")
+    signature = pipelines.signature(plan, model)
+    onnx_bytes = export.export(plan, model, signature)
+
+    stages.enter("checking_parity")
+    difference = export.parity(expected, export.onnx_scores(onnx_bytes, plan, test_blocks))
+
+    stages.enter("done")
+    report = {
+        "template": plan.template,
+        "task": plan.task.value,
+        "algorithm": plan.train_node,
+        "label": plan.label,
+        "rows": {"train": int(len(train_rows)), "test": int(len(test_rows))},
+        **evaluated,
+        "feature_importance": importance,
+        "parity": {"max_abs_diff": difference, "tolerance": export.PARITY_TOLERANCE, "rows": int(len(test_rows))},
+        "signature": signature,
+        "model": {"format": "onnx", "size": len(onnx_bytes), "opset": export.TARGET_OPSET},
+        "notes": plan.notes,
+        "timings": {**stages.timings, "total": round(time.perf_counter() - started, 4)},
+    }
+    return TrainResult(onnx_bytes=onnx_bytes, report=report, model=model, plan=plan)
+
+
+def _binary_options(plan: LocalPlan) -> dict[str, Any]:
+    return {"threshold": plan.evaluation["threshold"], "bin_count": plan.evaluation["bin_count"]}
+
+
+def score_raw(result: TrainResult, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """scikit-learn's score for raw columns (as in a SampleData): the probability of 1, or the prediction."""
+    plan = result.plan
+    assert plan is not None and result.model is not None
+    prepared = data.features(plan, columns, fitting=False)
+    blocks = prepared.blocks(np.arange(len(prepared.label)))
+    scores = export.sklearn_scores(plan, result.model, blocks)
+    return scores[:, 1] if plan.task == Task.BINARY else scores
