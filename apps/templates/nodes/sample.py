@@ -186,7 +186,7 @@ class SqlSample(NodeType):
         if context.columns is not None:
             from apps.training.sql import check_sample_columns  # the allow-list lives with the SQL builder
 
-            check_sample_columns(cleaned, context.columns)
+            check_sample_columns(cleaned, context.columns, context.task.value)
 
     def contribute(self, cleaned: dict[str, Any], context: ValidationContext) -> None:
         context.features = list(cleaned["features"])
