@@ -30,3 +30,20 @@ def test_demo_is_idempotent_and_prints_credentials_and_token(client):
     assert "'demo'" in first and "'mlab-demo'" in first
     assert client.login(username="demo", password="mlab-demo")
     assert client.get("/admin/algo_templates/algorithmtemplate/").status_code == 200
+
+
+def test_demo_builds_the_warehouse_once_and_registers_the_demo_source(settings, tmp_path, client):
+    from apps.training.models import DataSource
+
+    settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"
+    out = io.StringIO()
+    call_command("mlab_demo", "--impressions", "5000", stdout=out)
+    assert "Demo warehouse built" in out.getvalue() and "5,000 impressions" in out.getvalue()
+    source = DataSource.objects.get(name="demo")
+    assert source.engine == "duckdb" and source.options == {"path": str(settings.MLAB_WAREHOUSE_PATH)}
+    again = io.StringIO()
+    call_command("mlab_demo", "--impressions", "9000", stdout=again)
+    assert "Demo warehouse kept" in again.getvalue() and DataSource.objects.count() == 1
+    assert client.login(username="demo", password="mlab-demo")
+    page = client.get(f"/admin/training/datasource/{source.pk}/change/")
+    assert page.status_code == 200 and "impressions" in page.content.decode()

@@ -71,7 +71,7 @@ class DataSourceAdmin(admin.ModelAdmin):
         except DataSourceError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
-        self.message_user(request, f"{datasource.name}: {len(schema)} tables introspected.", messages.SUCCESS)
+        self.message_user(request, f"Introspected {len(schema)} tables of {datasource.name}.", messages.SUCCESS)
 
     def get_urls(self):
         return [

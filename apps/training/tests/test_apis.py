@@ -71,7 +71,9 @@ def test_tables_of_an_unreachable_source_are_a_400_naming_the_datasource(api, tm
 
 def test_preview_returns_sql_payload_columns_rows_and_count_and_creates_nothing(api, duck_source, builtin_templates):
     body = preview_body(
-        params={"sample": {"date_from": "2026-10-02", "date_to": "2026-10-02", "preview_rows": 5, "access_token": SECRET}}
+        params={
+            "sample": {"date_from": "2026-10-02", "date_to": "2026-10-02", "preview_rows": 5, "access_token": SECRET}
+        }
     )
     response = api.post("/api/v1/runs/preview/", body, format="json")
     assert response.status_code == 200, response.content
