@@ -15,6 +15,10 @@ from .base import Engine, Schema, allowed_schema
 from .errors import DataSourceUnavailable, QueryFailed, QueryTimeout
 from .sample_data import SampleBuilder, SampleColumns, SampleData
 
+# pyarrow's default allocator (mimalloc) holds on to freed pages; the system allocator returns large blocks
+# at once, so the temporary arrays of one chunk do not add up over a long fetch.
+_POOL = pa.system_memory_pool()
+
 
 class DuckDBEngine(Engine):
     dialect = "duckdb"
@@ -88,15 +92,18 @@ class DuckDBEngine(Engine):
                     elif name in numeric:
                         builder.add_numeric(name, _to_float(column))
                     else:
-                        encoded = pc.dictionary_encode(column)
+                        encoded = pc.dictionary_encode(column, memory_pool=_POOL)
                         vocabulary = encoded.dictionary.to_pylist()
-                        codes = encoded.indices.fill_null(len(vocabulary)).to_numpy(zero_copy_only=False)
+                        null_code = pa.scalar(len(vocabulary), type=encoded.indices.type)
+                        codes = pc.coalesce(encoded.indices, null_code, memory_pool=_POOL).to_numpy(
+                            zero_copy_only=False
+                        )
                         builder.add_categorical_codes(name, vocabulary, codes)
         return builder.finish({"source": self.name, "dialect": self.dialect})
 
 
 def _to_float(column: pa.Array) -> np.ndarray:
     if not pa.types.is_floating(column.type):
-        column = pc.cast(column, pa.float64())
+        column = pc.cast(column, pa.float64(), memory_pool=_POOL)
     values = column.to_numpy(zero_copy_only=False)
     return values.astype(np.float64, copy=False)

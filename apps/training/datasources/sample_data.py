@@ -11,6 +11,8 @@ column lists as JSON text.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import math
 from collections.abc import Iterable
@@ -21,6 +23,26 @@ from typing import Any
 import numpy as np
 
 FORMAT = "mlab.sample/1"
+
+
+def _fix_mmap_threshold() -> None:
+    """Keep glibc serving blocks of 1 MiB and more with mmap.
+
+    glibc raises that threshold on the fly after large blocks are freed; blocks then come from the heap,
+    where growing a column copies it and freed memory is not given back. With mmap, growing a column is a
+    remap (no copy) and freeing returns the pages, so a fetch peaks near the size of its result.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+    m_mmap_threshold = -3
+    mallopt(m_mmap_threshold, 1 << 20)
+
+
+_fix_mmap_threshold()
 
 
 @dataclass(frozen=True)
@@ -93,62 +115,86 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-class SampleBuilder:
-    """Collects a sample chunk by chunk and assembles it with bounded extra memory.
+class _Growing:
+    """A column that grows in place: capacity doubles with ``ndarray.resize``, which reallocates (large
+    blocks are remapped, not copied; see _fix_mmap_threshold) and whose untouched capacity is not resident."""
 
-    Chunks are kept per column; ``finish`` concatenates one column at a time and frees its chunks at once,
-    so the peak is the sample plus about one column, not two copies of it. Categorical strings are interned
-    per column so that a repeated value is one object.
+    def __init__(self, dtype) -> None:
+        self.array = np.empty(0, dtype=dtype)
+        self.size = 0
+
+    def append(self, values: np.ndarray) -> None:
+        k = len(values)
+        if self.size + k > len(self.array):
+            self.array.resize(max(2 * len(self.array), self.size + k, 1024), refcheck=False)
+        self.array[self.size : self.size + k] = values
+        self.size += k
+
+    def finish(self) -> np.ndarray:
+        array, self.array = self.array, np.empty(0, dtype=self.array.dtype)
+        array.resize(self.size, refcheck=False)
+        return array
+
+
+class _Categories:
+    """A categorical column as codes into its own vocabulary of interned strings (None is code 0)."""
+
+    def __init__(self) -> None:
+        self.codes = _Growing(np.int32)
+        self.strings: list[str | None] = [None]
+        self.code_of: dict[Any, int] = {None: 0}
+
+    def code(self, value: Any) -> int:
+        code = self.code_of.get(value)
+        if code is None:
+            text = _to_text(value)
+            code = self.code_of.get(text)
+            if code is None:
+                code = self.code_of[text] = len(self.strings)
+                self.strings.append(text)
+            self.code_of[value] = code
+        return code
+
+    def finish(self) -> np.ndarray:
+        codes = self.codes.finish()
+        return _object_array(self.strings)[codes]
+
+
+class SampleBuilder:
+    """Collects a sample chunk by chunk with bounded extra memory.
+
+    Numbers are copied straight into growing float64 columns and categories into growing code columns, so
+    each fetched chunk can be freed at once and the peak stays near the size of the result. Each distinct
+    string of a categorical column is one object.
     """
 
     def __init__(self, columns: SampleColumns):
         self.columns = columns
-        self._numeric: dict[str, list[np.ndarray]] = {c: [] for c in columns.numeric}
-        self._categorical: dict[str, list[np.ndarray]] = {c: [] for c in columns.categorical}
-        self._label: list[np.ndarray] = []
-        self._interned: dict[str, dict[Any, str | None]] = {c: {None: None} for c in columns.categorical}
+        self._numeric = {c: _Growing(np.float64) for c in columns.numeric}
+        self._categorical = {c: _Categories() for c in columns.categorical}
+        self._label = _Growing(np.float64)
 
     def add_numeric(self, name: str, values: np.ndarray) -> None:
-        self._numeric[name].append(np.asarray(values, dtype=np.float64))
+        self._numeric[name].append(values)
 
     def add_label(self, values: np.ndarray) -> None:
-        self._label.append(np.asarray(values, dtype=np.float64))
+        self._label.append(values)
 
     def add_categorical_values(self, name: str, values: Iterable[Any]) -> None:
-        """Raw values (any type; None for NULL) → interned strings."""
-        interned = self._interned[name]
-        out = []
-        for v in values:
-            s = interned.get(v, _MISSING)
-            if s is _MISSING:
-                s = interned[v] = _to_text(v)
-            out.append(s)
-        self.add_categorical_strings(name, _object_array(out))
+        """Raw values (any type; None for NULL)."""
+        column = self._categorical[name]
+        column.codes.append(np.fromiter((column.code(v) for v in values), dtype=np.int32))
 
     def add_categorical_codes(self, name: str, vocabulary: list[Any], codes: np.ndarray) -> None:
         """A dictionary-encoded chunk: ``vocabulary[codes[i]]``; code ``len(vocabulary)`` means NULL."""
-        interned = self._interned[name]
-        table = []
-        for v in vocabulary:
-            s = interned.get(v, _MISSING)
-            if s is _MISSING:
-                s = interned[v] = _to_text(v)
-            table.append(s)
-        table.append(None)
-        self.add_categorical_strings(name, _object_array(table)[codes])
-
-    def add_categorical_strings(self, name: str, values: np.ndarray) -> None:
-        self._categorical[name].append(values)
+        column = self._categorical[name]
+        table = np.array([column.code(v) for v in vocabulary] + [0], dtype=np.int32)
+        column.codes.append(table[codes])
 
     def finish(self, meta: dict[str, Any] | None = None) -> SampleData:
-        label = _concat(self._label, np.float64)
-        self._label = []
-        numeric = {}
-        for name in self.columns.numeric:
-            numeric[name] = _concat(self._numeric.pop(name), np.float64)
-        categorical = {}
-        for name in self.columns.categorical:
-            categorical[name] = _concat(self._categorical.pop(name), object)
+        label = self._label.finish()
+        numeric = {name: self._numeric.pop(name).finish() for name in self.columns.numeric}
+        categorical = {name: self._categorical.pop(name).finish() for name in self.columns.categorical}
         sample = SampleData(self.columns, numeric, categorical, label, meta or {})
         missing = np.isnan(label)
         if missing.any():  # the query excludes them; a source that ignores the filter must not leak them
@@ -161,9 +207,6 @@ class SampleBuilder:
                 sample.meta,
             )
         return sample
-
-
-_MISSING = object()
 
 
 def _to_text(value: Any) -> str | None:
@@ -180,17 +223,6 @@ def _object_array(values: list[Any]) -> np.ndarray:
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return array
-
-
-def _concat(chunks: list[np.ndarray], dtype) -> np.ndarray:
-    if not chunks:
-        return np.empty(0, dtype=dtype)
-    if len(chunks) == 1:
-        only = chunks.pop()
-        return only if only.flags.writeable else only.copy()
-    result = np.concatenate(chunks)
-    chunks.clear()
-    return result
 
 
 # -- the file form -----------------------------------------------------------------------------------------
