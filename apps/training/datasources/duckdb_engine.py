@@ -83,6 +83,10 @@ class DuckDBEngine(Engine):
         builder = SampleBuilder(columns)
         names, numeric = columns.names, set(columns.numeric)
         with self.connect() as con, self._deadline(con, timeout):
+            # A sample query is scans and small hash joins, and Python consumes the stream more slowly than
+            # one thread produces it: more threads would only buffer batches ahead (measured: 35 MB vs 22 MB
+            # at a million rows, same time). The "threads" option overrides it.
+            con.execute("SET threads = ?", [int(self.options.get("threads", 1))])
             for batch in con.sql(sql).to_arrow_reader(chunk_rows):
                 if batch.num_rows == 0:
                     continue
