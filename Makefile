@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+BENCH ?=
 
 .PHONY: run serve test bench lint format bootstrap-run bootstrap-dev
 
@@ -19,8 +20,8 @@ serve: bootstrap-run
 test: bootstrap-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: bootstrap-dev
-	$(PY) -m bench
+bench: bootstrap-dev  # every benchmark, or some: make bench BENCH=sample_sql
+	$(PY) -m bench $(BENCH)
 
 lint: bootstrap-dev
 	$(VENV)/bin/ruff check .

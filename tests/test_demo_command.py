@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -30,3 +31,59 @@ def test_demo_is_idempotent_and_prints_credentials_and_token(client):
     assert "'demo'" in first and "'mlab-demo'" in first
     assert client.login(username="demo", password="mlab-demo")
     assert client.get("/admin/algo_templates/algorithmtemplate/").status_code == 200
+
+
+def test_demo_builds_the_warehouse_once_and_registers_the_demo_source(settings, tmp_path, client):
+    from apps.training.models import DataSource
+
+    settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"
+    out = io.StringIO()
+    call_command("mlab_demo", "--impressions", "5000", stdout=out)
+    assert "Demo warehouse built" in out.getvalue() and "5,000 impressions" in out.getvalue()
+    source = DataSource.objects.get(name="demo")
+    assert source.engine == "duckdb" and source.options == {"path": str(settings.MLAB_WAREHOUSE_PATH)}
+    again = io.StringIO()
+    call_command("mlab_demo", "--impressions", "9000", stdout=again)
+    assert "Demo warehouse kept" in again.getvalue() and DataSource.objects.count() == 1
+    assert client.login(username="demo", password="mlab-demo")
+    page = client.get(f"/admin/training/datasource/{source.pk}/change/")
+    assert page.status_code == 200 and "impressions" in page.content.decode()
+
+
+def test_demo_mysql_copies_the_warehouse_and_registers_the_source(settings, tmp_path):
+    MySQLdb = pytest.importorskip("MySQLdb", reason="mysqlclient is not installed")
+    from apps.training.datasources import engine_for
+    from apps.training.models import DataSource
+    from apps.training.warehouse import build_demo_warehouse
+
+    try:
+        MySQLdb.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=3).close()
+    except MySQLdb.OperationalError as exc:
+        pytest.skip(f"MariaDB/MySQL at 127.0.0.1:3306 is unreachable: {exc}")
+    settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"
+    build_demo_warehouse(settings.MLAB_WAREHOUSE_PATH, impressions=2000)
+    database = f"mlab_test_wh_cmd_{uuid.uuid4().hex[:8]}"
+    try:
+        out = io.StringIO()
+        call_command("mlab_demo", "--mysql", f"mysql://root@127.0.0.1:3306/{database}", stdout=out)
+        assert "data source 'demo-mysql'" in out.getvalue()
+        source = DataSource.objects.get(name="demo-mysql")
+        assert source.options["database"] == database and source.password_env == ""
+        counts = {
+            t: engine_for(source).count(f"SELECT COUNT(*) FROM {t}", timeout=30) for t in ("impressions", "users")
+        }
+        assert counts == {"impressions": 2000, "users": 200}
+    finally:
+        con = MySQLdb.connect(host="127.0.0.1", port=3306, user="root")
+        con.cursor().execute(f"DROP DATABASE IF EXISTS `{database}`")
+        con.close()
+
+
+def test_demo_mysql_with_an_unreachable_server_is_a_clear_error(settings, tmp_path):
+    from django.core.management.base import CommandError
+
+    settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"
+    with pytest.raises(CommandError, match="Could not load the demo warehouse into MySQL"):
+        call_command(
+            "mlab_demo", "--impressions", "1000", "--mysql", "mysql://root@127.0.0.1:1/x", stdout=io.StringIO()
+        )

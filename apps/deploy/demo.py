@@ -24,6 +24,7 @@ BUSINESS_PERMISSIONS = {
         "change_templatenode",
         "delete_templatenode",
     ],
+    "training": ["view_datasource"],
 }
 
 
@@ -59,3 +60,62 @@ def demo_user_sync() -> DemoUser:
     user.groups.add(business_group_sync())
     token, _ = Token.objects.get_or_create(user=user)
     return DemoUser(DEMO_USERNAME, DEMO_PASSWORD, token.key)
+
+
+DEMO_DATASOURCE = "demo"
+DEMO_MYSQL_DATASOURCE = "demo-mysql"
+DEMO_MYSQL_URL = "mysql://root@127.0.0.1:3306/mlab_warehouse"
+DEMO_MYSQL_PASSWORD_ENV = "MLAB_DEMO_MYSQL_PASSWORD"
+
+
+def demo_warehouse_sync(*, impressions: int = 200_000, path=None):
+    """Build the DuckDB demo warehouse under settings.MLAB_WAREHOUSE_PATH if missing, and register it as the
+    ``demo`` data source. Returns the warehouse summary."""
+    from django.conf import settings
+
+    from apps.training.services import datasource_sync
+    from apps.training.warehouse import build_demo_warehouse
+
+    path = path or settings.MLAB_WAREHOUSE_PATH
+    summary = build_demo_warehouse(path, impressions=impressions)
+    datasource_sync(
+        name=DEMO_DATASOURCE,
+        engine="duckdb",
+        options={"path": str(path)},
+        description="The demo warehouse (DuckDB): seller-union impressions, users and items.",
+    )
+    return summary
+
+
+def demo_mysql_sync(*, url: str = DEMO_MYSQL_URL, path=None) -> dict[str, int]:
+    """Copy the demo warehouse into the MySQL/MariaDB database of ``url`` and register it as ``demo-mysql``.
+
+    The password, if any, comes from the environment variable MLAB_DEMO_MYSQL_PASSWORD, never from the URL.
+    """
+    import os
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    from apps.training.services import datasource_sync
+    from apps.training.warehouse import load_demo_into_mysql
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb") or parts.password:
+        raise ValueError(f"Expected mysql://user@host:port/database (password in {DEMO_MYSQL_PASSWORD_ENV}).")
+    options = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": parts.username or "root",
+        "database": parts.path.lstrip("/") or "mlab_warehouse",
+    }
+    password = os.environ.get(DEMO_MYSQL_PASSWORD_ENV)
+    counts = load_demo_into_mysql(path or settings.MLAB_WAREHOUSE_PATH, password=password, **options)
+    datasource_sync(
+        name=DEMO_MYSQL_DATASOURCE,
+        engine="mysql",
+        options=options,
+        password_env=DEMO_MYSQL_PASSWORD_ENV if password is not None else "",
+        description="The demo warehouse copied into MySQL/MariaDB (same rows as the DuckDB one).",
+    )
+    return counts

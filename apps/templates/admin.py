@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from .forms import dump_json, launch_form_class
+from .launch_page import launch_preview, launch_source
 from .models import AlgorithmTemplate, TemplateNode
 from .nodes import Group, Param, registry
 from .payload import build_payload, mask_secrets
@@ -181,19 +182,26 @@ class AlgorithmTemplateAdmin(admin.ModelAdmin):
             raise Http404("No such template.")
         if not self.has_view_permission(request, template):
             raise PermissionDenied
-        form_class = launch_form_class(template)
+        source = launch_source(request)
+        form_class = launch_form_class(template, columns=source.columns)
         form = form_class(request.POST or None)
         context = self.launch_context(request, template, form)
+        context.update(source.context())
+        if request.method == "POST" and source.error:
+            form.add_error(None, f"Data source: {source.error}")
         if request.method == "POST" and form.is_valid():
-            payload = build_payload(
-                template_slug=template.slug,
-                task=template.task_type,
-                specs=form.specs,
-                cleaned=form.validated_params,
-            )
-            context["validated"] = True
-            context["payload_json"] = dump_json(payload)
-            context["params_json"] = dump_json(mask_secrets(form.specs, form.validated_params))
+            if source.datasource is not None:
+                context.update(launch_preview(request, template, form, source.datasource))
+            else:
+                payload = build_payload(
+                    template_slug=template.slug,
+                    task=template.task_type,
+                    specs=form.specs,
+                    cleaned=form.validated_params,
+                )
+                context["validated"] = True
+                context["payload_json"] = dump_json(payload)
+                context["params_json"] = dump_json(mask_secrets(form.specs, form.validated_params))
         return TemplateResponse(request, "admin/algo_templates/launch.html", context)
 
 

@@ -45,10 +45,73 @@ class ColumnsField(forms.CharField):
         return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
-def make_field(param: Param, initial: Any, *, locked: bool) -> forms.Field:
-    """The Django form field for one parameter; widgets follow the parameter type."""
+class ColumnsPickerField(forms.Field):
+    """Columns chosen in a multi-select fed by introspection → list (in option order, each name once).
+
+    Any posted name passes through: the shared validator judges it against the allow-list, as for the API.
+    """
+
+    widget = forms.SelectMultiple
+
+    def to_python(self, value):
+        if not value:
+            return None
+        values = [value] if isinstance(value, str) else list(value)
+        return list(dict.fromkeys(v.strip() for v in values if v.strip())) or None
+
+    def prepare_value(self, value):
+        return value if isinstance(value, list | tuple) else ([] if value is None else [value])
+
+
+def column_choices(columns: Mapping[str, Mapping[str, str]], current: Any = None, *, blank: bool = False) -> list:
+    """Options grouped per table: the value is the column name, the label shows its type. ``current`` (a
+    preset that is not in the source) stays selectable so that the form shows what will be refused."""
+    groups: list = [("", "—")] if blank else []
+    known: set[str] = set()
+    for table, table_columns in columns.items():
+        groups.append((table, [(c, f"{c} · {t}") for c, t in table_columns.items()]))
+        known.update(table_columns)
+    extra = [v for v in (current if isinstance(current, list) else [current]) if v and v not in known]
+    if extra:
+        groups.append(("not in this source", [(v, v) for v in extra]))
+    return groups
+
+
+def _picker_field(param: Param, initial: Any, columns: Mapping[str, Mapping[str, str]], common: dict) -> forms.Field:
+    """Pickers for table, column and columns parameters once the data source's allow-list is known."""
+    t = param.type
+    if t == ParamType.TABLE:
+        tables = [("", "—")] + [(name, name) for name in columns]
+        if initial and initial not in columns:
+            tables.append((initial, f"{initial} (not in this source)"))
+        field = forms.CharField(widget=forms.Select(choices=tables), strip=False, **common)
+    elif t == ParamType.COLUMN:
+        field = forms.CharField(
+            widget=forms.Select(choices=column_choices(columns, initial, blank=True)), strip=False, **common
+        )
+    else:
+        field = ColumnsPickerField(widget=forms.SelectMultiple(choices=column_choices(columns, initial)), **common)
+        field.widget.attrs["size"] = 8
+    field.widget.attrs["class"] = "mlab-picker"
+    field.widget.attrs["data-picker"] = t.value
+    return field
+
+
+def make_field(
+    param: Param, initial: Any, *, locked: bool, columns: Mapping[str, Mapping[str, str]] | None = None
+) -> forms.Field:
+    """The Django form field for one parameter; widgets follow the parameter type, and become pickers fed
+    by the data source's allow-list (``columns``) for tables and columns."""
     common: dict[str, Any] = {"required": False, "label": param.label, "help_text": param.help}
     t = param.type
+    if columns is not None and t in (ParamType.TABLE, ParamType.COLUMN, ParamType.COLUMNS):
+        field = _picker_field(param, initial, columns, common)
+        field.initial = initial
+        if param.required and initial is None:
+            field.widget.attrs["required"] = True
+        field.disabled = locked
+        field.param = param
+        return field
     if t in (ParamType.INT, ParamType.FLOAT):
         # Bounds are checked by the shared validator (same message as the API); the browser gets hints.
         if t == ParamType.INT:
@@ -71,7 +134,9 @@ def make_field(param: Param, initial: Any, *, locked: bool) -> forms.Field:
         field = ColumnsField(max_length=20_000, **common)
         field.widget.attrs["placeholder"] = "column_a, column_b"
     elif t in (ParamType.CONDITIONS, ParamType.JOINS):
-        field = forms.JSONField(widget=forms.Textarea(attrs={"rows": 3, "class": "mlab-json"}), **common)
+        # Posted as JSON either way; with a data source, launch.js edits it as rows of pickers.
+        attrs = {"rows": 3, "class": "mlab-json", "data-rows": t.value}
+        field = forms.JSONField(widget=forms.Textarea(attrs=attrs), **common)
     elif param.secret:
         field = forms.CharField(widget=forms.PasswordInput(render_value=False), strip=False, **common)
     else:  # str, column, table: passed on unchanged, so that the form and the API judge the same text
@@ -173,13 +238,16 @@ class LaunchForm(forms.Form):
 
 
 def launch_form_class(template, *, columns: Mapping[str, Mapping[str, str]] | None = None) -> type[LaunchForm]:
-    """Build the Launch form class of ``template`` (its nodes should be prefetched)."""
+    """Build the Launch form class of ``template`` (its nodes should be prefetched). With ``columns`` (the
+    chosen data source's allow-list) names are validated against it and picked from it."""
     specs = [NodeSpec.from_model(node) for node in template.nodes.all()]
     fields: dict[str, forms.Field] = {}
     for spec in specs:
         for param in spec.node_type.params:
             initial = spec.overrides.get(param.name, param.default)
-            fields[field_name(spec.key, param.name)] = make_field(param, initial, locked=param.name in spec.locked)
+            fields[field_name(spec.key, param.name)] = make_field(
+                param, initial, locked=param.name in spec.locked, columns=columns
+            )
     attrs = {"template": template, "specs": specs, "columns": columns, **fields}
     return type(f"LaunchForm_{template.slug.replace('-', '_')}", (LaunchForm,), attrs)
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+# Option names that would hold a secret: secrets come from the environment (password_env), never the database.
+SECRET_OPTION_WORDS = ("password", "passwd", "secret", "token", "access_key", "accesskey", "credential")
 
 
 class DataSource(models.Model):
@@ -38,6 +44,24 @@ class DataSource(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if not isinstance(self.options, dict):
+            raise ValidationError({"options": "Expected an object of connection options."})
+        secret_like = [k for k in self.options if any(word in str(k).lower() for word in SECRET_OPTION_WORDS)]
+        if secret_like:
+            raise ValidationError(
+                {
+                    "options": f"Secrets do not belong in options ({', '.join(secret_like)}): name an environment "
+                    "variable in password_env instead."
+                }
+            )
+        required = {self.Engine.DUCKDB: ["path"], self.Engine.MYSQL: ["database"]}.get(self.engine, [])
+        missing = [k for k in required if not self.options.get(k)]
+        if missing:
+            raise ValidationError({"options": f"A {self.engine} source needs: {', '.join(missing)}."})
+        if self.password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.password_env):
+            raise ValidationError({"password_env": "An environment variable name: letters, digits and underscores."})
 
 
 class TrainingRun(models.Model):

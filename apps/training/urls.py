@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import apis
+
+urlpatterns = [
+    path("datasources/", apis.DataSourceListApi.as_view(), name="datasource-list"),
+    path("datasources/<slug:name>/tables/", apis.DataSourceTablesApi.as_view(), name="datasource-tables"),
+    path("runs/preview/", apis.RunPreviewApi.as_view(), name="run-preview"),
+]

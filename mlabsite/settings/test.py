@@ -1,10 +1,11 @@
 """Test settings: the base settings, with each pytest-xdist worker on a Redis database of its own."""
 
 import os
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from .base import *  # noqa: F403
-from .base import CACHES, DATABASES, REDIS_EMBEDDED, REDIS_URL, RQ_QUEUES
+from .base import CACHES, DATABASES, REDIS_EMBEDDED, REDIS_URL, RQ_QUEUES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -29,3 +30,5 @@ if os.environ.get("MLAB_TEST_DATABASE_NAME"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ["MLAB_TEST_DATABASE_NAME"]
 CACHES["default"]["LOCATION"] = REDIS_URL
 RQ_QUEUES["default"]["URL"] = REDIS_URL
+# Tests build their own demo warehouse instead of touching the one `make run` serves.
+MLAB_WAREHOUSE_PATH = Path(os.environ.get("MLAB_TEST_WAREHOUSE_PATH", str(VAR_DIR / "test" / "warehouse.duckdb")))

@@ -148,11 +148,12 @@ class SqlSample(NodeType):
             "chunk_rows",
             T.INT,
             "Fetch chunk rows",
-            default=100_000,
+            default=20_000,
             min=1_000,
             max=1_000_000,
             group=Group.TUNING,
-            help="Rows fetched from the source per chunk; bounds memory.",
+            help="Rows fetched from the source per chunk; bounds the memory a fetch needs beyond the sample "
+            "itself (20,000 keeps it under half the sample's size at a million rows).",
         ),
         Param(
             "timeout_seconds",
@@ -186,7 +187,7 @@ class SqlSample(NodeType):
         if context.columns is not None:
             from apps.training.sql import check_sample_columns  # the allow-list lives with the SQL builder
 
-            check_sample_columns(cleaned, context.columns)
+            check_sample_columns(cleaned, context.columns, context.task.value)
 
     def contribute(self, cleaned: dict[str, Any], context: ValidationContext) -> None:
         context.features = list(cleaned["features"])

@@ -1,0 +1,95 @@
+"""Data source pages: connection settings (never a password), the introspected schema, a refresh action."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from ..datasources import DataSourceError, column_kind
+from ..models import DataSource
+from ..selectors import datasource_schema
+from ..services import datasource_schema_refresh
+
+
+def schema_html(schema) -> str:
+    """Tables with their columns, types and kinds, as the Launch pickers will offer them."""
+    tables = format_html_join(
+        "",
+        "<h4 class='mlab-group'>{} <span class='mlab-badge'>{} columns</span></h4>"
+        "<table class='mlab-params mlab-schema' data-table='{}'><thead><tr><th>column</th><th>type</th>"
+        "<th>kind</th></tr></thead><tbody>{}</tbody></table>",
+        (
+            (
+                table,
+                len(columns),
+                table,
+                format_html_join(
+                    "",
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                    ((c, t, column_kind(t)) for c, t in columns.items()),
+                ),
+            )
+            for table, columns in schema.items()
+        ),
+    )
+    return format_html("<div class='mlab-schema-tables'>{}</div>", tables)
+
+
+@admin.register(DataSource)
+class DataSourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "engine", "description"]
+    list_filter = ["engine"]
+    search_fields = ["name", "description"]
+    fields = ["name", "engine", "description", "options", "password_env", "owner", "schema"]
+    readonly_fields = ["schema"]
+    actions = ["refresh_schema"]
+    change_form_template = "admin/training/datasource/change_form.html"
+
+    class Media:
+        css = {"all": ["mlab/admin.css"]}
+
+    @admin.display(description="Tables (introspected)")
+    def schema(self, datasource: DataSource) -> str:
+        if not datasource.pk:
+            return "Save to see the tables."
+        try:
+            return schema_html(datasource_schema(datasource=datasource))
+        except DataSourceError as exc:
+            return format_html("<p class='errornote'>{}</p>", str(exc))
+
+    @admin.action(description="Refresh the schema of the selected data sources")
+    def refresh_schema(self, request, queryset):
+        for datasource in queryset:
+            self._refresh(request, datasource)
+
+    def _refresh(self, request, datasource: DataSource) -> None:
+        try:
+            schema = datasource_schema_refresh(datasource=datasource)
+        except DataSourceError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"Introspected {len(schema)} tables of {datasource.name}.", messages.SUCCESS)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/refresh-schema/",
+                self.admin_site.admin_view(self.refresh_view),
+                name="training_datasource_refresh",
+            ),
+            *super().get_urls(),
+        ]
+
+    def refresh_view(self, request, object_id: str):
+        if request.method != "POST":
+            raise PermissionDenied
+        datasource = self.get_object(request, object_id)
+        if datasource is None:
+            raise Http404("No such data source.")
+        if not self.has_view_permission(request, datasource):
+            raise PermissionDenied
+        self._refresh(request, datasource)
+        return HttpResponseRedirect(reverse("admin:training_datasource_change", args=[datasource.pk]))

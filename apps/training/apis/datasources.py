@@ -1,0 +1,72 @@
+"""GET /datasources/ and /datasources/{name}/tables/. No response carries a secret or connection details."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..datasources import DataSourceError, column_kind, dialect_of, engine_for
+from ..models import DataSource
+from ..selectors import datasource_get, datasource_list, datasource_schema
+from ..services import datasource_schema_refresh
+
+
+class DataSourceSerializer(serializers.ModelSerializer):
+    dialect = serializers.SerializerMethodField()
+    executable = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DataSource
+        # Connection options and the password variable stay server-side.
+        fields = ["name", "engine", "description", "dialect", "executable"]
+
+    def get_dialect(self, datasource) -> str:
+        return dialect_of(datasource.engine)
+
+    def get_executable(self, datasource) -> bool:
+        """False for engines this machine can only generate SQL for (MaxCompute, Hive)."""
+        return engine_for(datasource).executable
+
+
+class DataSourceListApi(generics.ListAPIView):
+    serializer_class = DataSourceSerializer
+
+    def get_queryset(self):
+        return datasource_list()
+
+
+def schema_tables(schema) -> list[dict]:
+    """The allow-list as the API and the Launch page show it: tables with columns, types and kinds."""
+    return [
+        {
+            "name": table,
+            "columns": [{"name": c, "type": t, "kind": column_kind(t)} for c, t in columns.items()],
+        }
+        for table, columns in schema.items()
+    ]
+
+
+class DataSourceTablesApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("refresh", OpenApiTypes.BOOL, description="Introspect now, not from the cache.")],
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        summary="Tables of a data source, with their columns and types",
+    )
+    def get(self, request, name: str):
+        try:
+            datasource = datasource_get(name=name)
+        except DataSource.DoesNotExist:
+            raise Http404("No such data source.") from None
+        refresh = request.query_params.get("refresh", "").lower() in ("1", "true", "yes")
+        try:
+            if refresh:
+                schema = datasource_schema_refresh(datasource=datasource)
+            else:
+                schema = datasource_schema(datasource=datasource)
+        except DataSourceError as exc:
+            return Response({"datasource": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"datasource": datasource.name, "tables": schema_tables(schema)})

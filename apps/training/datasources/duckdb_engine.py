@@ -1,0 +1,113 @@
+"""DuckDB: a read-only connection to a database file, results streamed as Arrow record batches."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .base import Engine, Schema, allowed_schema
+from .errors import DataSourceUnavailable, QueryFailed, QueryTimeout
+from .sample_data import SampleBuilder, SampleColumns, SampleData
+
+# pyarrow's default allocator (mimalloc) holds on to freed pages; the system allocator returns large blocks
+# at once, so the temporary arrays of one chunk do not add up over a long fetch.
+_POOL = pa.system_memory_pool()
+
+
+class DuckDBEngine(Engine):
+    dialect = "duckdb"
+
+    @property
+    def path(self) -> Path:
+        path = self.options.get("path")
+        if not path:
+            raise DataSourceUnavailable(f"Data source {self.name!r} has no path option (the DuckDB file).")
+        return Path(path)
+
+    @contextmanager
+    def connect(self):
+        path = self.path
+        if not path.is_file():
+            raise DataSourceUnavailable(f"Data source {self.name!r}: the DuckDB file {path} does not exist.")
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as exc:
+            raise DataSourceUnavailable(f"Data source {self.name!r}: cannot open {path}: {exc}") from None
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _deadline(self, con, timeout: int):
+        """DuckDB has no statement timeout: interrupt the connection from a timer."""
+        fired = threading.Event()
+
+        def stop():
+            fired.set()
+            con.interrupt()
+
+        timer = threading.Timer(timeout, stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except duckdb.Error as exc:
+            if fired.is_set() or isinstance(exc, duckdb.InterruptException):
+                raise QueryTimeout(timeout) from None
+            raise QueryFailed(f"Data source {self.name!r} refused the query: {exc}") from None
+        finally:
+            timer.cancel()
+
+    def introspect(self) -> Schema:
+        schema_name = self.options.get("schema", "main")
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = ? ORDER BY table_name, ordinal_position",
+                [schema_name],
+            ).fetchall()
+        return allowed_schema(rows)
+
+    def count(self, sql: str, *, timeout: int) -> int:
+        with self.connect() as con, self._deadline(con, timeout):
+            return int(con.execute(sql).fetchone()[0])
+
+    def fetch(self, sql: str, *, columns: SampleColumns, chunk_rows: int, timeout: int) -> SampleData:
+        builder = SampleBuilder(columns)
+        names, numeric = columns.names, set(columns.numeric)
+        with self.connect() as con, self._deadline(con, timeout):
+            # A sample query is scans and small hash joins, and Python consumes the stream more slowly than
+            # one thread produces it: more threads would only buffer batches ahead (measured: 35 MB vs 22 MB
+            # at a million rows, same time). The "threads" option overrides it.
+            con.execute("SET threads = ?", [int(self.options.get("threads", 1))])
+            for batch in con.sql(sql).to_arrow_reader(chunk_rows):
+                if batch.num_rows == 0:
+                    continue
+                for name, column in zip(names, batch.columns, strict=True):
+                    if name == columns.label:
+                        builder.add_label(_to_float(column))
+                    elif name in numeric:
+                        builder.add_numeric(name, _to_float(column))
+                    else:
+                        encoded = pc.dictionary_encode(column, memory_pool=_POOL)
+                        vocabulary = encoded.dictionary.to_pylist()
+                        null_code = pa.scalar(len(vocabulary), type=encoded.indices.type)
+                        codes = pc.coalesce(encoded.indices, null_code, memory_pool=_POOL).to_numpy(
+                            zero_copy_only=False
+                        )
+                        builder.add_categorical_codes(name, vocabulary, codes)
+        return builder.finish({"source": self.name, "dialect": self.dialect})
+
+
+def _to_float(column: pa.Array) -> np.ndarray:
+    if not pa.types.is_floating(column.type):
+        column = pc.cast(column, pa.float64(), memory_pool=_POOL)
+    values = column.to_numpy(zero_copy_only=False)
+    return values.astype(np.float64, copy=False)

@@ -1,0 +1,73 @@
+"""Reads of data sources: their allow-list (introspected, cached in Redis) and samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import QuerySet
+
+from .datasources import Schema, engine_for, schema_cache_key
+from .models import DataSource
+from .services import datasource_schema_refresh
+
+
+def datasource_list() -> QuerySet[DataSource]:
+    """Every data source: all authenticated users may read from them (their secrets stay in the environment)."""
+    return DataSource.objects.all()
+
+
+def datasource_get(*, name: str) -> DataSource:
+    """Raises DataSource.DoesNotExist."""
+    return DataSource.objects.get(name=name)
+
+
+def datasource_schema(*, datasource: DataSource) -> Schema:
+    """The allow-list {table: {column: type}}: from the cache, else introspected and cached for a short while.
+
+    Raises a DataSourceError when the source must be introspected and cannot be.
+    """
+    cached = cache.get(schema_cache_key(datasource))
+    if cached is not None:
+        return cached
+    return datasource_schema_refresh(datasource=datasource)
+
+
+@dataclass(frozen=True)
+class SamplePreview:
+    columns: list[dict[str, str]]
+    rows: list[list[Any]]
+    row_count: int
+
+
+def sample_preview(*, prepared) -> SamplePreview:
+    """The first ``preview_rows`` rows of a prepared launch's sample and the sample's row count."""
+    from .sql import count_query, limited, render
+
+    engine = engine_for(prepared.datasource)
+    sample = prepared.sample_params
+    timeout = sample["timeout_seconds"]
+    head = engine.fetch(
+        render(limited(prepared.query.expression, sample["preview_rows"]), prepared.dialect, pretty=False),
+        columns=prepared.query.columns,
+        chunk_rows=sample["preview_rows"],
+        timeout=timeout,
+    )
+    count = engine.count(
+        render(count_query(prepared.query.expression), prepared.dialect, pretty=False), timeout=timeout
+    )
+    return SamplePreview(prepared.query.columns.describe(), head.rows(), count)
+
+
+def sample_fetch(*, prepared):
+    """The whole sample of a prepared launch as SampleData (streamed in chunks of chunk_rows)."""
+    from .sql import render
+
+    sample = prepared.sample_params
+    return engine_for(prepared.datasource).fetch(
+        render(prepared.query.expression, prepared.dialect, pretty=False),
+        columns=prepared.query.columns,
+        chunk_rows=sample["chunk_rows"],
+        timeout=sample["timeout_seconds"],
+    )

@@ -1,0 +1,58 @@
+"""Writes of the training app: data sources and their cached allow-list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+
+from .datasources import SCHEMA_CACHE_SECONDS, Schema, engine_for, schema_cache_key
+from .models import DataSource
+
+
+@transaction.atomic
+def datasource_create(
+    *,
+    name: str,
+    engine: str,
+    options: dict[str, Any] | None = None,
+    password_env: str = "",
+    description: str = "",
+    owner=None,
+) -> DataSource:
+    """Create a data source. ``options`` hold connection settings only; a password is named by
+    ``password_env`` (an environment variable) and never stored."""
+    datasource = DataSource(
+        name=name,
+        engine=engine,
+        options=options or {},
+        password_env=password_env,
+        description=description,
+        owner=owner,
+    )
+    datasource.full_clean()
+    datasource.save()
+    return datasource
+
+
+@transaction.atomic
+def datasource_sync(*, name: str, engine: str, options: dict[str, Any], description: str = "", password_env: str = ""):
+    """Create or update the data source ``name`` with these settings (idempotent; used by mlab_demo)."""
+    datasource = DataSource.objects.select_for_update().filter(name=name).first()
+    if datasource is None:
+        return datasource_create(
+            name=name, engine=engine, options=options, description=description, password_env=password_env
+        )
+    datasource.engine, datasource.options = engine, options
+    datasource.description, datasource.password_env = description, password_env
+    datasource.full_clean()
+    datasource.save(update_fields=["engine", "options", "description", "password_env"])
+    return datasource
+
+
+def datasource_schema_refresh(*, datasource: DataSource) -> Schema:
+    """Introspect the source now and replace its cached allow-list. Raises a DataSourceError when it cannot."""
+    schema = engine_for(datasource).introspect()
+    cache.set(schema_cache_key(datasource), schema, SCHEMA_CACHE_SECONDS)
+    return schema

@@ -1,0 +1,156 @@
+"""Admin: data source pages (schema, refresh, no password), and the Launch page's pickers and Preview."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+
+import pytest
+from django.urls import reverse
+
+from apps.templates.forms import launch_form_class
+from apps.training.datasources import engine_for
+from apps.training.models import DataSource
+
+pytestmark = pytest.mark.django_db
+SECRET = "never-shown-pw-42"
+
+
+@pytest.fixture
+def staff(client, business_user, builtin_templates):
+    client.force_login(business_user)
+    return client
+
+
+def launch_url(template, **query):
+    url = reverse("admin:algo_templates_algorithmtemplate_launch", args=[template.pk])
+    return url + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+
+
+def test_datasource_page_shows_the_schema_and_never_the_password(staff, duck_source, monkeypatch):
+    monkeypatch.setenv("MLAB_TEST_ADMIN_PW", SECRET)
+    duck_source.password_env = "MLAB_TEST_ADMIN_PW"
+    duck_source.save()
+    page = staff.get(reverse("admin:training_datasource_change", args=[duck_source.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    for table, columns in engine_for(duck_source).introspect().items():
+        assert f"data-table='{table}'" in html
+        for column in columns:
+            assert f"<code>{column}</code>" in html
+    assert SECRET not in html and "Refresh schema" in html
+
+
+def test_refresh_button_and_action_reintrospect(staff, duck_source, hive_source):
+    response = staff.post(reverse("admin:training_datasource_refresh", args=[duck_source.pk]), follow=True)
+    assert "Introspected 3 tables of demo." in response.content.decode()
+    response = staff.post(
+        reverse("admin:training_datasource_changelist"),
+        {"action": "refresh_schema", "_selected_action": [duck_source.pk, hive_source.pk]},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "Introspected 3 tables of demo." in html and "Introspected 3 tables of odps." in html
+
+
+def test_an_unreachable_source_shows_why_on_its_page(staff, tmp_path):
+    source = DataSource.objects.create(name="gone", engine="duckdb", options={"path": str(tmp_path / "x.duckdb")})
+    html = staff.get(reverse("admin:training_datasource_change", args=[source.pk])).content.decode()
+    assert "does not exist" in html
+
+
+def test_admin_refuses_secrets_in_options(client, django_user_model, db):
+    client.force_login(django_user_model.objects.create_superuser("root", password="x"))
+    response = client.post(
+        reverse("admin:training_datasource_add"),
+        {"name": "leaky", "engine": "mysql", "options": '{"database": "w", "password": "hunter2"}', "password_env": ""},
+    )
+    assert response.status_code == 200
+    assert "Secrets do not belong in options" in response.content.decode()
+    assert not DataSource.objects.filter(name="leaky").exists()
+
+
+def _options(html: str, name: str) -> list[str]:
+    select = re.search(rf'<select name="{name}"[^>]*>(.*?)</select>', html, re.S)
+    assert select, name
+    return re.findall(r'<option value="([^"]*)"', select.group(1))
+
+
+def test_launch_pickers_offer_exactly_the_introspected_tables_and_columns(staff, duck_source, builtin_templates):
+    schema = engine_for(duck_source).introspect()
+    template = builtin_templates["binary-gbdt"]
+    html = staff.get(launch_url(template)).content.decode()
+    assert _options(html, "datasource") == ["demo"]
+    assert [v for v in _options(html, "sample__table") if v] == list(schema)
+    every_column = [c for columns in schema.values() for c in columns]
+    assert [v for v in _options(html, "sample__partition_column") if v] == every_column
+    assert _options(html, "sample__features") == every_column
+    assert 'data-rows="conditions"' in html and 'id="mlab-schema"' in html
+    embedded = re.search(r'<script id="mlab-schema" type="application/json">(.*?)</script>', html, re.S).group(1)
+    tables = {t["name"]: {c["name"]: c["type"] for c in t["columns"]} for t in json.loads(embedded)}
+    assert tables == schema
+    form = launch_form_class(template, columns=schema)()
+    assert form.fields["sample__features"].initial == [
+        "age",
+        "signup_days",
+        "is_vip",
+        "price",
+        "seller_rating",
+        "discount",
+        "position",
+        "hour",
+    ]
+
+
+def test_launch_form_with_pickers_posts_like_the_api(staff, duck_source, builtin_templates):
+    template = builtin_templates["binary-lr"]
+    data = {
+        "datasource": "demo",
+        "sample__features": ["age", "price", "hour"],
+        "sample__categorical_features": ["gender", "category"],
+        "sample__filters": '[{"column": "age", "op": ">", "value": "thirty"}]',
+        "_validate": "1",
+    }
+    response = staff.post(launch_url(template), data)
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert "is not a number" in errors["sample__filters"][0]
+    data["sample__filters"] = '[{"column": "age", "op": ">", "value": 30}, {"column": "nope", "op": "is null"}]'
+    errors = staff.post(launch_url(template), data).context["form"].errors
+    assert "nope" in errors["sample__filters"][0]
+
+
+def test_preview_button_shows_sql_row_count_and_first_rows(staff, duck_source, builtin_templates):
+    template = builtin_templates["binary-lr"]
+    response = staff.post(
+        launch_url(template),
+        {
+            "datasource": "demo",
+            "sample__features": ["age", "price"],
+            "sample__categorical_features": ["city_tier"],
+            "sample__date_from": "2026-10-08",
+            "sample__date_to": "2026-10-08",
+            "sample__preview_rows": "4",
+            "sample__filters": '[{"column": "city_tier", "op": "like", "value": "tier"}]',
+            "_preview": "1",
+        },
+    )
+    assert response.status_code == 200
+    assert response.context["form"].is_valid(), response.context["form"].errors
+    html = response.content.decode()
+    assert 'id="mlab-sql"' in html and "LIKE '%tier%' ESCAPE" in unescape(html)
+    preview = response.context["preview"]
+    with engine_for(duck_source).connect() as con:
+        expected = con.execute("SELECT COUNT(*) FROM impressions WHERE ds = DATE '2026-10-08'").fetchone()[0]
+    assert preview.row_count == expected
+    assert f"<strong>{expected}</strong>" in html
+    assert len(preview.rows) == 4 and html.count("<tr><td>") >= 4
+    assert [c["name"] for c in preview.columns] == ["age", "price", "city_tier", "clicked"]
+
+
+def test_launch_page_says_when_the_source_is_unreachable(staff, builtin_templates, tmp_path):
+    DataSource.objects.create(name="gone", engine="duckdb", options={"path": str(tmp_path / "x.duckdb")})
+    html = staff.get(launch_url(builtin_templates["binary-lr"], datasource="gone")).content.decode()
+    assert 'id="mlab-source-error"' in html and "does not exist" in html
+    assert 'name="_preview"' not in html
