@@ -11,9 +11,9 @@ the container (``/ml/input/config/hyperparameters.json``). Names:
 
 Values are strings: numbers as ``repr`` (``float(repr(x)) == x``), booleans ``true``/``false``, column lists
 comma-separated as PAI writes them, structured values (filters, joins) as JSON. A parameter whose value is
-None is left out. So that the trainer can rebuild the payload exactly, three more entries carry the template,
-the task and the node chain (keys and types) under names starting with ``__mlab_``, which no node key
-(a letter first) and no PAI name can take.
+None is left out. So that the trainer can rebuild the payload exactly, more entries carry the template, the
+task, the node chain (keys and types) and the sample's output columns under names starting with ``__mlab_``,
+which no node key (a letter first) and no PAI name can take.
 
 Nothing secret can pass: the payload never holds a ``secret`` or ``serialize=False`` parameter, and
 :func:`to_hyperparameters` refuses one if it ever did.
@@ -31,6 +31,7 @@ RESERVED_PREFIX = "__mlab_"
 TEMPLATE_NAME = f"{RESERVED_PREFIX}template"
 TASK_NAME = f"{RESERVED_PREFIX}task"
 CHAIN_NAME = f"{RESERVED_PREFIX}nodes"
+SAMPLE_NAME = f"{RESERVED_PREFIX}sample"  # optional: the sample's output columns (see apps.training.launch)
 _META = (TEMPLATE_NAME, TASK_NAME, CHAIN_NAME)
 _STRUCTURED = (ParamType.CONDITIONS, ParamType.JOINS)
 
@@ -111,6 +112,8 @@ def to_hyperparameters(payload: Mapping[str, Any]) -> list[dict[str, str]]:
             "Value": json.dumps([[key, node_type.key] for key, node_type, _ in chain], separators=(",", ":")),
         },
     ]
+    if payload.get("sample") is not None:
+        items.append({"Name": SAMPLE_NAME, "Value": json.dumps(payload["sample"], separators=(",", ":"))})
     seen: dict[str, str] = {}
     for key, node_type, params in chain:
         for name, value in params.items():
@@ -178,7 +181,14 @@ def from_hyperparameters(items: Mapping[str, Any] | Iterable[Mapping[str, Any]])
             else:
                 params[param.name] = None
         nodes.append({"key": key, "type": node_type.key, "kind": node_type.kind.value, "params": params})
+    payload: dict[str, Any] = {"template": values[TEMPLATE_NAME], "task": values[TASK_NAME], "nodes": nodes}
+    if SAMPLE_NAME in values:
+        used.add(SAMPLE_NAME)
+        try:
+            payload["sample"] = json.loads(values[SAMPLE_NAME])
+        except ValueError as exc:
+            raise HyperParameterError(f"{SAMPLE_NAME} is not JSON: {exc}") from None
     unknown = sorted(set(values) - used)
     if unknown:
         raise HyperParameterError(f"Hyper-parameters that belong to no node of the chain: {', '.join(unknown)}.")
-    return {"template": values[TEMPLATE_NAME], "task": values[TASK_NAME], "nodes": nodes}
+    return payload

@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed"),
-]
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; Django's ORM calls here are synchronous anyway.
-    # monkeypatch restores the environment, so no later subprocess inherits the flag.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+pytestmark = [pytest.mark.browser]
 
 
 def test_filter_rows_and_pickers_post_json_and_preview_shows_sql_and_rows(
-    transactional_db, live_server, browser_page, django_user_model, builtin_templates, duck_source
+    transactional_db, live_server, admin_login, django_user_model, builtin_templates, duck_source
 ):
     django_user_model.objects.create_superuser("root", password="root-pw")
-    page = browser_page
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "root")
-    page.fill("#id_password", "root-pw")
-    page.click("input[type=submit]")
+    page = admin_login("root", "root-pw")
     template = builtin_templates["binary-lr"]
     page.goto(f"{live_server.url}/admin/algo_templates/algorithmtemplate/{template.pk}/launch/")
 

@@ -171,3 +171,17 @@ def test_every_declared_value_survives_the_string_form(case):
     text = encode_value(param, value)
     assert isinstance(text, str)
     assert decode_value(param, text) == value
+
+
+def test_the_sample_section_of_a_launch_payload_travels_too(builtin_templates):
+    payload = template_payload(builtin_templates["binary-lr"])
+    payload["sample"] = {
+        "node": "sample",
+        "dialect": "duckdb",
+        "numeric": ["age"],
+        "categorical": ["gender"],
+        "label": "clicked",
+        "label_kind": "binary",
+        "positive_value": "1",
+    }
+    assert from_hyperparameters(to_hyperparameters(payload)) == payload
