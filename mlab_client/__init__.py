@@ -7,10 +7,15 @@
 The wire contract shared with the server is in ``mlab_client.contract``; routing in ``mlab_client.routing``.
 """
 
+import logging
+
 from .client import Change, Counters, ModelClient, Prediction
 from .errors import ArtifactError, ConfigError, FeatureError, MlabClientError, NotReadyError, RefreshError
 from .model import Feature, Model
 from .routing import Router, allocate, bucket_of
+
+# A library logs, the application decides where it goes (failed refreshes are logged as warnings).
+logging.getLogger("mlab_client").addHandler(logging.NullHandler())
 
 __all__ = [
     "ArtifactError",

@@ -342,13 +342,16 @@ class ModelClient:
         return random.uniform(delay / 2, delay)
 
     def _poll(self, *, wait: int) -> bool:
-        """One request to the config endpoint; True when it brought a new config."""
+        """One request to the config endpoint; True when it changed what the client serves."""
         state = self._state
+        if state is None or state.source != LIVE:
+            wait = 0  # the snapshot's revision may be current: confirm it now rather than after a held poll
         body, etag = self._http.get_config(self.scene, etag=state.etag if state else None, wait=wait)
         if body is None:
+            self._record_contact()
             if state is not None and state.source != LIVE:
                 self._swap(_Routing(state.config, state.etag, state.router, state.models, LIVE))
-            self._record_contact()
+                return True
             return False
         self._apply(SceneConfig.parse(body, scene=self.scene), etag)
         self._record_contact()
