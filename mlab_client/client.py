@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from .config import SceneConfig, VersionInfo
 from .contract import BUCKETS
 from .errors import ArtifactError, FeatureError, MlabClientError, NotReadyError, RefreshError
-from .model import Model
+from .model import Model, release_freed_memory
 from .routing import Router
 from .snapshot import SnapshotStore
 from .transport import HttpTransport, RedisArtifacts
@@ -165,6 +165,7 @@ class ModelClient:
         except Exception as exc:
             self._record_failure(exc)
             self._load_snapshot()
+        release_freed_memory()
         self._thread = threading.Thread(target=self._listen, name=f"mlab-client:{self.scene}", daemon=True)
         self._thread.start()
         return self
@@ -333,7 +334,9 @@ class ModelClient:
                 self._record_failure(exc)
                 self._stop.wait(self._backoff(failures))
                 continue
-            if not changed and time.monotonic() - began < _QUICK_POLL_SECONDS:
+            if changed:
+                release_freed_memory()  # the parse garbage of new models and the sessions of dropped ones
+            elif time.monotonic() - began < _QUICK_POLL_SECONDS:
                 self._stop.wait(_QUICK_POLL_SECONDS - (time.monotonic() - began))
 
     def _backoff(self, failures: int) -> float:

@@ -17,7 +17,7 @@ from onnx import helper as onnx_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -75,7 +75,7 @@ def sample(n: int, seed: int) -> tuple[list[dict], np.ndarray, np.ndarray]:
 
 def _pipeline(kind: str, seed: int) -> Pipeline:
     numeric = [("impute", SimpleImputer(strategy="median"))]
-    if kind != "gbdt":  # trees compare raw float32 thresholds; scaling in front of them only adds rounding
+    if kind not in ("gbdt", "rf"):  # trees compare raw float32 thresholds; scaling would only add rounding
         numeric.append(("scale", StandardScaler()))
     categorical = Pipeline(
         [
@@ -92,6 +92,7 @@ def _pipeline(kind: str, seed: int) -> Pipeline:
     estimator = {
         "lr": lambda: LogisticRegression(C=1.0 if seed == 0 else 0.05, max_iter=500),
         "gbdt": lambda: GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=seed),
+        "rf": lambda: RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1),
         "linear": LinearRegression,
     }[kind]()
     return Pipeline([("prepare", prepare), ("estimate", estimator)])
@@ -127,7 +128,7 @@ def conforming_onnx(pipeline: Pipeline, *, task: str, threshold: float = 0.5) ->
 
 @cache
 def build(kind: str, seed: int = 0, n: int = 2000) -> BuiltModel:
-    """A fitted model of ``kind`` (``lr``, ``gbdt``, ``linear``) and its artifact; cached per process."""
+    """A fitted model of ``kind`` (``lr``, ``gbdt``, ``rf``, ``linear``) and its artifact; cached per process."""
     rows, matrix, y = sample(n, seed)
     pipeline = _pipeline(kind, seed)
     if kind == "linear":
