@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .config import SceneConfig, VersionInfo
-from .contract import BUCKETS
+from .contract import BUCKETS, MAX_WAIT_SECONDS
 from .errors import ArtifactError, FeatureError, MlabClientError, NotReadyError, RefreshError
 from .model import Model, release_freed_memory
 from .routing import Router
@@ -128,8 +128,8 @@ class ModelClient:
     ) -> None:
         if not isinstance(scene, str) or not scene:
             raise ValueError("scene must be a non-empty string")
-        if type(wait) is not int or not 0 <= wait <= 60:
-            raise ValueError("wait must be an integer number of seconds between 0 and 60")
+        if type(wait) is not int or not 0 <= wait <= MAX_WAIT_SECONDS:
+            raise ValueError(f"wait must be an integer number of seconds between 0 and {MAX_WAIT_SECONDS}")
         if not 0 < retry_base <= retry_cap:
             raise ValueError("retry_base must be positive and at most retry_cap")
         self.scene = scene
@@ -311,7 +311,7 @@ class ModelClient:
         """Block until the client serves ``revision`` or a later one; False after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while (self.revision or -1) < revision:
+            while self.revision is None or self.revision < revision:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     return False
@@ -358,7 +358,8 @@ class ModelClient:
             return False
         self._apply(SceneConfig.parse(body, scene=self.scene), etag)
         self._record_contact()
-        return True
+        # The same revision again (a server that ignores If-None-Match) is no change: the loop paces itself.
+        return state is None or state.source != LIVE or self.revision != state.config.revision
 
     def _apply(self, config: SceneConfig, etag: str | None) -> None:
         current = self._state

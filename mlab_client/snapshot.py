@@ -128,6 +128,10 @@ class SnapshotStore:
         wanted = {config.versions[v].sha256: config.versions[v].size for v in config.used_versions}
         for sha256, size in wanted.items():
             if self.read_artifact(sha256, size) is None:
+                if sha256 not in artifacts:  # loaded earlier, and its file has gone since
+                    raise FileNotFoundError(
+                        f"model {sha256[:12]} is no longer on disk; the snapshot would be incomplete"
+                    )
                 write_atomic(self.model_path(sha256), artifacts[sha256])
         body = {"config": dict(config.raw), "etag": etag}
         document = {"format": SNAPSHOT_FORMAT, **body, "sha256": hashlib.sha256(_canonical(body)).hexdigest()}

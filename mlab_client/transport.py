@@ -12,7 +12,7 @@ import socket
 import threading
 import weakref
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -130,9 +130,11 @@ class HttpTransport:
     def get_artifact(self, info: VersionInfo) -> bytes:
         """The artifact bytes of ``info``, checked against its size and sha256 (``ArtifactError`` otherwise)."""
         source = f"HTTP ({info.url})"
-        response = self._session.get(
-            urljoin(self.base_url, info.url), stream=True, timeout=(self.timeout, self.timeout * 6)
-        )
+        url = urljoin(self.base_url, info.url)
+        if urlsplit(url)[:2] != urlsplit(self.base_url)[:2]:
+            # The token goes to the Mlab server only, whatever a config says.
+            raise ArtifactError(f"artifact v{info.version}: {info.url} is not on {self.base_url}")
+        response = self._session.get(url, stream=True, timeout=(self.timeout, self.timeout * 6))
         with response:
             if response.status_code != 200:
                 raise ArtifactError(f"artifact v{info.version}: {_describe_status('artifact', response.status_code)}")

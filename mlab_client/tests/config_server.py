@@ -31,6 +31,7 @@ class ConfigServer:
         self.etag: str | None = None
         self.artifacts: dict[int, bytes] = {}
         self.fail = False  # answer 503 to everything
+        self.honour_etag = True  # False: a server that ignores If-None-Match and ?wait (always 200 at once)
         self.tampered: set[int] = set()  # versions whose served bytes have one byte flipped
         self.artifact_requests: Counter[int] = Counter()
         self.config_requests = 0
@@ -164,7 +165,7 @@ def _handler_for(server: ConfigServer) -> type[BaseHTTPRequestHandler]:
                 wait = min(int(query.get("wait", ["0"])[0]), 60)
             except ValueError:
                 return self._send(400, b'{"wait": ["A valid integer is required."]}')
-            asked = self.headers.get("If-None-Match")
+            asked = self.headers.get("If-None-Match") if server.honour_etag else None
             with server._changed:
                 if server.config is None:
                     return self._send(404, b'{"detail": "nothing published"}')

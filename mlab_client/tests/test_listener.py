@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 
 import pytest
 
 from mlab_client.tests.builders import reference_scores
+from mlab_client.tests.config_server import ConfigServer
 
 ROW = {"age": 31.0, "price": 12.5, "clicks_7d": 4.0, "city": "shanghai", "device": "ios"}
 
@@ -149,3 +151,29 @@ def test_a_server_that_does_not_hold_polls_is_polled_at_a_gentle_pace(server, ma
     with make_client(wait=0):
         time.sleep(1.5)
     assert server.config_requests <= 4
+
+
+def test_a_server_that_ignores_the_etag_is_polled_at_a_gentle_pace(server, make_client):
+    server.publish({1: 100})
+    server.honour_etag = False  # every poll gets the same revision again, at once
+    with make_client() as client:
+        time.sleep(1.5)
+        assert client.revision == 1 and client.counters.refresh_failures == 0
+    assert server.config_requests <= 4
+
+
+def test_an_artifact_url_on_another_host_is_refused_and_gets_no_token(server, make_client, models):
+    elsewhere = ConfigServer(scene=server.scene, token=server.token)
+    elsewhere.add_version(2, models[2].onnx)
+    elsewhere.start()
+    try:
+        server.publish({1: 100})
+        with make_client() as client:
+            foreign = dict(server.config["versions"][0], version=2, sha256=hashlib.sha256(models[2].onnx).hexdigest())
+            foreign["size"] = len(models[2].onnx)
+            foreign["url"] = f"{elsewhere.url}/api/v1/scenes/{server.scene}/versions/2/artifact/"
+            server.publish_raw(dict(server.config, revision=2, allocation=[[0, 10000, 2]], versions=[foreign]))
+            assert wait_until(lambda: "is not on" in (client.counters.last_error or ""))
+            assert client.revision == 1 and elsewhere.artifact_requests == {}
+    finally:
+        elsewhere.stop()

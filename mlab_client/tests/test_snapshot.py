@@ -126,6 +126,17 @@ def test_a_corrupt_model_file_is_downloaded_again_and_the_snapshot_healed(server
     assert SnapshotStore(root, server.scene).load() is not None
 
 
+def test_a_snapshot_that_cannot_be_completed_is_counted_and_the_swap_still_happens(server, snapshotted, make_client):
+    root, _ = snapshotted
+    with make_client(snapshot_dir=str(root)) as client:
+        for path in (root / server.scene / "models").iterdir():
+            path.unlink()  # someone cleaned the directory under a running client
+        revision = server.publish({1: 50, 2: 50})
+        assert client.wait_for_revision(revision, timeout=5)
+        assert client.counters.snapshot_failures == 1 and client.revision == revision
+    assert SnapshotStore(root, server.scene).load() is None  # never a snapshot that names absent models
+
+
 def test_write_atomic_replaces_the_file_whole(tmp_path):
     target = tmp_path / "config.json"
     write_atomic(target, b"old")
