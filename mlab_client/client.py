@@ -126,12 +126,18 @@ class ModelClient:
         retry_cap: float = 30.0,
         threads: int = 1,
     ) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http:// or https:// URL")
         if not isinstance(scene, str) or not scene:
             raise ValueError("scene must be a non-empty string")
         if type(wait) is not int or not 0 <= wait <= MAX_WAIT_SECONDS:
             raise ValueError(f"wait must be an integer number of seconds between 0 and {MAX_WAIT_SECONDS}")
         if not 0 < retry_base <= retry_cap:
             raise ValueError("retry_base must be positive and at most retry_cap")
+        if not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        if type(threads) is not int or threads < 1:
+            raise ValueError("threads must be a positive integer")
         self.scene = scene
         self._wait = wait
         self._retry = (retry_base, retry_cap)
@@ -144,6 +150,7 @@ class ModelClient:
         self._tallies = _Tallies()
         self._lock = threading.Lock()
         self._changed = threading.Condition()
+        self._announced: int | None = None  # the revision whose swap and callbacks are complete
         self._callbacks: list[Callable[[Change], Any]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -308,10 +315,11 @@ class ModelClient:
         return callback
 
     def wait_for_revision(self, revision: int, timeout: float) -> bool:
-        """Block until the client serves ``revision`` or a later one; False after ``timeout`` seconds."""
+        """Block until the client serves ``revision`` or a later one (and its ``on_change`` callbacks have
+        run); False after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while self.revision is None or self.revision < revision:
+            while self._announced is None or self._announced < revision:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     return False
@@ -455,21 +463,21 @@ class ModelClient:
         self._state = routing  # the one assignment every predict reads: old table or new, never a mix
         with self._lock:
             self._tallies.swaps += 1
-        with self._changed:
+        if previous is None or previous.config.revision != routing.config.revision:
+            change = Change(
+                previous.config.revision if previous is not None else None,
+                routing.config.revision,
+                tuple(sorted(routing.models)),
+                routing.source,
+            )
+            for callback in list(self._callbacks):
+                try:
+                    callback(change)
+                except Exception:
+                    logger.exception("mlab_client %s: an on_change callback failed", self.scene)
+        with self._changed:  # after the callbacks: wait_for_revision's callers see their effects
+            self._announced = routing.config.revision
             self._changed.notify_all()
-        if previous is not None and previous.config.revision == routing.config.revision:
-            return
-        change = Change(
-            previous.config.revision if previous is not None else None,
-            routing.config.revision,
-            tuple(sorted(routing.models)),
-            routing.source,
-        )
-        for callback in list(self._callbacks):
-            try:
-                callback(change)
-            except Exception:
-                logger.exception("mlab_client %s: an on_change callback failed", self.scene)
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 

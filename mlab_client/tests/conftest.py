@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import pytest
 
@@ -65,3 +66,13 @@ def cache_artifact(connection, data: bytes, *, chunk_size: int = 4096) -> str:
     for index, chunk in enumerate(chunks):
         connection.set(contract.artifact_chunk_key(sha256, index), chunk)
     return sha256
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass (for effects of the listener thread)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

@@ -145,6 +145,12 @@ def test_arguments_are_checked():
         ModelClient("http://127.0.0.1:1", "scene", "t", wait=61)
     with pytest.raises(ValueError, match="scene"):
         ModelClient("http://127.0.0.1:1", "", "t")
+    with pytest.raises(ValueError, match="base_url"):
+        ModelClient("mlab:8000", "scene", "t")
+    with pytest.raises(ValueError, match="retry_base"):
+        ModelClient("http://127.0.0.1:1", "scene", "t", retry_base=5, retry_cap=1)
+    with pytest.raises(ValueError, match="threads"):
+        ModelClient("http://127.0.0.1:1", "scene", "t", threads=0)
     with pytest.raises(ValueError, match="cannot name a snapshot directory"):
         ModelClient("http://127.0.0.1:1", "../etc", "t", snapshot_dir="/tmp")
 

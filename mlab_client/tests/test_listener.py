@@ -10,17 +10,9 @@ import pytest
 
 from mlab_client.tests.builders import reference_scores
 from mlab_client.tests.config_server import ConfigServer
+from mlab_client.tests.conftest import wait_until
 
 ROW = {"age": 31.0, "price": 12.5, "clicks_7d": 4.0, "city": "shanghai", "device": "ios"}
-
-
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_a_new_revision_is_swapped_in_while_the_poll_is_held(server, make_client, models):
@@ -56,9 +48,9 @@ def test_a_tampered_artifact_is_rejected_counted_and_the_old_model_kept(server, 
     with make_client() as client:
         server.tampered.add(2)
         bad = server.publish({1: 50, 2: 50})
-        assert wait_until(lambda: client.counters.artifact_rejections >= 1)
+        assert wait_until(lambda: client.counters.refresh_failures >= 1)  # counted after the rejection
         counters = client.counters
-        assert counters.refresh_failures >= 1 and "sha256 mismatch" in counters.last_error
+        assert counters.artifact_rejections >= 1 and "sha256 mismatch" in counters.last_error
         assert client.revision == 1 and client.versions == [1]
         assert all(client.predict(ROW, unit_id=f"u{i}").version == 1 for i in range(50))
         server.tampered.clear()  # the server heals: the retry succeeds
@@ -89,7 +81,7 @@ def test_server_errors_back_off_and_keep_the_last_good_models(server, make_clien
         time.sleep(1.5)
         failures = client.counters.refresh_failures
         # Backing off 0.1–0.4 s between tries: a handful of failures in 1.5 s, not a busy loop of hundreds.
-        assert 2 <= failures <= 15
+        assert 2 <= failures <= 20
         assert "HTTP 503" in client.counters.last_error
         assert client.predict(ROW, unit_id="u").version == 1
         server.fail = False
