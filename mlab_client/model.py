@@ -187,7 +187,9 @@ def _number(name: str, value: Any) -> float:
         raise FeatureError(invalid={name: f"expects a number (or None when missing), got the string {value!r}"})
     try:
         return float(value)
-    except (TypeError, ValueError, OverflowError):
+    except OverflowError:
+        raise FeatureError(invalid={name: "is too large for float32"}) from None
+    except (TypeError, ValueError):
         raise FeatureError(
             invalid={name: f"expects a number (or None when missing), got {type(value).__name__}"}
         ) from None

@@ -112,6 +112,12 @@ def test_features_must_be_a_mapping(lr_model):
         lr_model.predict([31.0, 12.5])
 
 
+def test_a_batch_names_the_value_at_fault_like_a_single_row(lr_model):
+    with pytest.raises(FeatureError) as caught:
+        lr_model.predict_rows([ROW, dict(ROW, clicks_7d=10**400)])
+    assert caught.value.row == 1 and caught.value.invalid == {"clicks_7d": "is too large for float32"}
+
+
 def test_a_batch_names_the_row_at_fault(lr_model):
     rows = [ROW, ROW, {k: v for k, v in ROW.items() if k != "device"}]
     with pytest.raises(FeatureError) as caught:
