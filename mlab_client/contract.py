@@ -22,7 +22,22 @@ Artifacts cached in Redis (written by the server, read by clients given ``redis_
 
 - ``artifact_meta_key(sha256)`` → JSON ``{"size": int, "chunk_size": int, "chunks": int}``
 - ``artifact_chunk_key(sha256, i)`` → bytes of chunk ``i`` (0-based); the concatenation must hash to sha256.
-  Readers verify the sha256 and treat any missing or mismatching piece as a cache miss.
+  Readers verify the sha256 and treat any missing or mismatching piece as a cache miss. Readers rely on
+  ``chunks`` and ``size``; ``chunk_size`` (every chunk's size but the last) is informational. The server
+  writes the chunks before the meta, so a reader that finds the meta finds a complete entry.
+
+The config a client polls, ``GET /api/v1/config/{scene}/`` with ``Authorization: Token <key>`` (what
+``mlab_client.config.SceneConfig.parse`` checks, naming the field at fault):
+
+- ``scene`` (str), ``revision`` (int ≥ 0, only grows), ``salt`` (str), ``buckets`` (``BUCKETS``);
+- ``allocation``: ``[[start, end, version], …]`` half-open ranges covering every bucket exactly once;
+- ``versions``: ``[{"version", "sha256" (64 lowercase hex), "size", "format": "onnx", "url"}, …]``, every
+  version the allocation or the overrides name; ``url`` is on the same server (the client sends its token
+  nowhere else) and answers the artifact's bytes;
+- ``overrides``: ``{unit_id: version}``, winning over buckets.
+
+Answered with an ``ETag``; ``If-None-Match`` with the current ETag → 304; adding ``?wait=N`` (N ≤
+``MAX_WAIT_SECONDS``) holds the request until a new revision (200) or N seconds (304).
 
 Bucketing (see ``routing``): a unit's bucket is
 ``int.from_bytes(sha256(f"{salt}:{unit_id}".encode()).digest()[:8], "big") % BUCKETS``.
@@ -30,6 +45,7 @@ Bucketing (see ``routing``): a unit's bucket is
 
 BUCKETS = 10_000
 FORMAT_VERSION = "1"
+MAX_WAIT_SECONDS = 60
 
 META_SIGNATURE = "mlab.signature"
 META_TASK = "mlab.task"

@@ -9,7 +9,6 @@ had, so the fraction of units that switch version equals the change of the split
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,16 +92,27 @@ class Router:
         )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_starts", [start for start, _, _ in self.ranges])
+        # Precomputed once per config so that a lookup on the predict path is one hash and one index:
+        # the owner of every bucket, and the hash state of the salt prefix (sha256 of prefix + id is the
+        # same digest as bucket_of's).
+        object.__setattr__(self, "_owners", tuple(owners_from_ranges(self.ranges)))
+        object.__setattr__(self, "_salted", hashlib.sha256(f"{self.salt}:".encode()))
 
     def version_of_bucket(self, bucket: int) -> int:
-        index = bisect.bisect_right(self._starts, bucket) - 1
-        if index < 0 or not (self.ranges[index][0] <= bucket < self.ranges[index][1]):
+        version = self._owners[bucket]
+        if version is None:
             raise LookupError(f"bucket {bucket} is not allocated")
-        return self.ranges[index][2]
+        return version
 
     def version_for(self, unit_id: object) -> int:
-        override = self.overrides.get(str(unit_id))
-        if override is not None:
-            return override
-        return self.version_of_bucket(bucket_of(unit_id, self.salt))
+        key = unit_id if unit_id.__class__ is str else f"{unit_id}"
+        if self.overrides:
+            override = self.overrides.get(key)
+            if override is not None:
+                return override
+        digest = self._salted.copy()
+        digest.update(key.encode())
+        version = self._owners[int.from_bytes(digest.digest()[:8], "big") % BUCKETS]
+        if version is None:
+            raise LookupError(f"unit {key!r} falls in an unallocated bucket")
+        return version
