@@ -55,3 +55,9 @@ def builtin_templates(db):
     from apps.templates.services import builtin_templates_sync
 
     return {t.slug: t for t in builtin_templates_sync()}
+
+
+@pytest.fixture
+def redis():
+    """The raw Redis connection the app uses (the test's own database)."""
+    return get_redis_connection("default")

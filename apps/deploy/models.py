@@ -106,7 +106,7 @@ class ConfigEntry(models.Model):
 
     scene = models.OneToOneField(Scene, on_delete=models.CASCADE, related_name="config")
     revision = models.PositiveIntegerField(default=0)
-    content = models.JSONField(default=dict)
+    content = models.JSONField(default=dict, blank=True, help_text="Empty until the first publication.")
     etag = models.CharField(max_length=80, blank=True)
     fence = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
@@ -135,9 +135,12 @@ class ConfigRevision(models.Model):
 
 
 class ClientToken(models.Model):
-    """A read-only token for client processes, scoped to scenes: config and artifacts of those scenes only."""
+    """A read-only token for client processes, scoped to scenes: config and artifacts of those scenes only.
 
-    key = models.CharField(max_length=64, unique=True)
+    Only the sha256 of the token is stored; the token itself is shown once, when it is created."""
+
+    key = models.CharField(max_length=64, unique=True, help_text="sha256 of the token (the token is never stored).")
+    hint = models.CharField(max_length=16, blank=True, help_text="The token's first characters, to recognise it.")
     name = models.CharField(max_length=100)
     scenes = models.ManyToManyField(Scene, related_name="client_tokens")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
