@@ -209,18 +209,18 @@ async def artifact_view(request, name: str, version: int) -> HttpResponse:
     etag = f'"{artifact.sha256}"'
     if etag in _etags(request.headers.get("If-None-Match")):
         return _not_modified(etag)
-    client: aioredis.Redis | None = _redis()
+    use_cache = True
     try:
-        cached = cache_meta_matches(artifact, await client.get(artifact_meta_key(artifact.sha256)))
+        cached = cache_meta_matches(artifact, await _redis().get(artifact_meta_key(artifact.sha256)))
         if not cached:
             await sync_to_async(artifact_cache_warm)(artifact)
     except ArtifactCorrupt:
         return _corrupt(version)
     except (RedisError, OSError) as exc:
         logger.warning("artifact cache unavailable (%s); streaming %s from the database", exc, artifact.sha256[:12])
-        client = None
+        use_cache = False
     response = StreamingHttpResponse(
-        _artifact_chunks(artifact, checksums, client), content_type="application/octet-stream"
+        _artifact_chunks(artifact, checksums, use_cache=use_cache), content_type="application/octet-stream"
     )
     response.headers["ETag"] = etag
     response.headers["Content-Length"] = str(artifact.size)
@@ -246,7 +246,9 @@ async def _chunk(artifact: Artifact, index: int, checksum: str, client: aioredis
     return await sync_to_async(artifact_db_chunk)(artifact, index, checksum), client is not None
 
 
-async def _artifact_chunks(artifact: Artifact, checksums: list[str], client: aioredis.Redis | None):
+async def _artifact_chunks(artifact: Artifact, checksums: list[str], *, use_cache: bool):
+    # The client of the loop that iterates (under uvicorn, the view's loop too).
+    client = _redis() if use_cache else None
     repairs: list[tuple[int, bytes]] = []
     pending = asyncio.ensure_future(_chunk(artifact, 0, checksums[0], client)) if checksums else None
     try:

@@ -26,11 +26,17 @@ def make_run(builtin_templates, datasource, user):
     ``data`` (default: a real ONNX model, a different one per seed)."""
 
     def make(
-        *, data: bytes | None = None, seed: int = 0, owner=None, status=TrainingRun.Status.SUCCEEDED, metrics=None
+        *,
+        data: bytes | None = None,
+        seed: int = 0,
+        owner=None,
+        status=TrainingRun.Status.SUCCEEDED,
+        metrics=None,
+        format: str = "onnx",
     ):
         artifact = None
         if status == TrainingRun.Status.SUCCEEDED:
-            artifact = artifact_store(data if data is not None else binary_model(seed).onnx_bytes, format="onnx")
+            artifact = artifact_store(data if data is not None else binary_model(seed).onnx_bytes, format=format)
         return TrainingRun.objects.create(
             template=builtin_templates["binary-lr"],
             owner=owner or user,
@@ -54,3 +60,29 @@ def scene(db, user):
 def client_token(scene, user):
     """(row, key) of a client token for ``scene``."""
     return client_token_create(name="ads-server", scenes=[scene], user=user)
+
+
+@pytest.fixture
+def run_jobs():
+    """run_jobs() → runs every queued RQ job in this process (same database transaction), returns them."""
+    import django_rq
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    def run():
+        queue = django_rq.get_queue("default")
+        jobs = queue.get_jobs()
+        django_rq.get_worker("default", worker_class=SimpleWorker, serializer=JSONSerializer).work(burst=True)
+        for job in jobs:
+            job.refresh()
+        return jobs
+
+    return run
+
+
+@pytest.fixture
+def versions(scene, make_run, user):
+    """Versions 1, 2 and 3 of ``scene``, three different real models."""
+    from apps.deploy.services import model_version_register
+
+    return [model_version_register(run=make_run(seed=seed), scene=scene, user=user) for seed in (1, 2, 3)]

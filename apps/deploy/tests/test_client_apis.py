@@ -1,0 +1,154 @@
+"""What clients call, in process: the config (ETag, 304, scope) and artifacts (cache, fallback, repair).
+
+Long-polling is tested against a real uvicorn process in test_live.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from apps.deploy.artifacts import artifact_cache_present
+from apps.deploy.models import ArtifactChunk, ConfigEntry
+from apps.deploy.services import client_token_create, deployment_create, scene_create, scene_publish
+from conftest import token_client
+from mlab_client.contract import artifact_chunk_key, artifact_meta_key
+
+from .onnx_models import binary_model
+
+pytestmark = pytest.mark.django_db
+
+
+def config_url(scene) -> str:
+    return reverse("api:config", kwargs={"name": scene.name})
+
+
+def artifact_url(scene, version: int) -> str:
+    return reverse("api:scene-version-artifact", kwargs={"name": scene.name, "version": version})
+
+
+def as_client(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+@pytest.fixture
+def published(scene, versions, user):
+    deployment_create(scene=scene, splits=[{"version": 1, "weight": 90}, {"version": 2, "weight": 10}], user=user)
+    scene_publish(scene_id=scene.pk)
+    return ConfigEntry.objects.get(scene=scene)
+
+
+def test_config_is_served_with_its_etag_and_304_when_unchanged(api, scene, published):
+    response = api.get(config_url(scene))
+    assert response.status_code == 200
+    assert response.json() == published.content
+    assert response["ETag"] == published.etag and response["Cache-Control"] == "no-cache"
+    unchanged = api.get(config_url(scene), HTTP_IF_NONE_MATCH=published.etag)
+    assert unchanged.status_code == 304 and unchanged["ETag"] == published.etag and unchanged.content == b""
+    stale = api.get(config_url(scene), HTTP_IF_NONE_MATCH='"something-older"')
+    assert stale.status_code == 200
+
+
+def test_config_before_any_publication_is_404(api, scene):
+    response = api.get(config_url(scene))
+    assert response.status_code == 404 and "no published deployment" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("wait", ["61", "-1", "soon", "nan", "inf"])
+def test_a_bad_wait_is_400_naming_it(api, scene, published, wait):
+    response = api.get(config_url(scene), {"wait": wait}, HTTP_IF_NONE_MATCH=published.etag)
+    assert response.status_code == 400 and "wait" in response.json()
+
+
+def test_config_scope(scene, published, user, other_user, anon_api):
+    other = scene_create(name="other-scene", user=user)
+    _, key_a = client_token_create(name="a", scenes=[scene], user=user)
+    _, key_b = client_token_create(name="b", scenes=[other], user=user)
+    assert as_client(key_a).get(config_url(scene)).status_code == 200
+    refused = as_client(key_b).get(config_url(scene))
+    assert refused.status_code == 403 and "cannot read scene" in refused.json()["detail"]
+    assert as_client("mlc_not-a-token").get(config_url(scene)).status_code == 401
+    assert token_client(other_user).get(config_url(scene)).status_code == 404  # bob does not own it
+    missing = anon_api.get(config_url(scene))
+    assert missing.status_code == 401 and missing["WWW-Authenticate"] == "Token"
+
+
+def test_config_refuses_other_methods(api, scene, published):
+    assert api.post(config_url(scene), {}).status_code == 405
+
+
+def _aget(path: str, key: str, **headers) -> tuple[int, dict, bytes]:
+    """GET through Django's async client, the streamed body read in the same event loop (as under ASGI)."""
+
+    async def fetch():
+        response = await AsyncClient().get(path, headers={"Authorization": f"Token {key}", **headers})
+        if response.streaming:
+            body = b"".join([chunk async for chunk in response.streaming_content])
+        else:
+            body = response.content
+        return response.status_code, dict(response.headers), body
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        return async_to_sync(fetch)()
+
+
+@pytest.fixture
+def user_key(user):
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+def test_artifact_is_streamed_with_its_sha256_as_etag(scene, versions, user_key, redis):
+    status, headers, body = _aget(artifact_url(scene, 2), user_key)
+    assert status == 200
+    assert body == binary_model(2).onnx_bytes
+    assert headers["ETag"] == f'"{hashlib.sha256(body).hexdigest()}"' and int(headers["Content-Length"]) == len(body)
+    assert artifact_cache_present(versions[1].artifact)  # the miss re-warmed the cache
+    status, _, body = _aget(artifact_url(scene, 2), user_key, **{"If-None-Match": headers["ETag"]})
+    assert (status, body) == (304, b"")
+
+
+def test_a_corrupt_cached_chunk_is_replaced_from_the_database_and_repaired(scene, make_run, user, user_key, redis):
+    from apps.deploy.artifacts import artifact_cache_warm
+    from apps.deploy.services import model_version_register
+
+    data = bytes(range(256)) * 40_000  # 10 MB: three chunks
+    run = make_run(data=data, format="bin")
+    artifact = run.artifact
+    model_version_register(run=run, scene=scene, user=user)
+    artifact_cache_warm(artifact)
+    redis.set(artifact_chunk_key(artifact.sha256, 1), b"tampered")
+    status, _, body = _aget(artifact_url(scene, 1), user_key)
+    assert status == 200 and body == data
+    assert redis.get(artifact_chunk_key(artifact.sha256, 1)) == bytes(ArtifactChunk.objects.get(artifact=artifact, index=1).data)
+
+
+def test_a_corrupt_database_copy_is_refused_with_503(scene, versions, user_key, redis):
+    artifact = versions[0].artifact
+    redis.delete(artifact_meta_key(artifact.sha256))
+    ArtifactChunk.objects.filter(artifact=artifact, index=0).update(data=b"rotten")
+    status, _, body = _aget(artifact_url(scene, 1), user_key)
+    assert status == 503 and b"failed its checksum" in body
+
+
+def test_artifact_scope(scene, versions, user, other_user):
+    other = scene_create(name="other-scene", user=user)
+    _, key_a = client_token_create(name="a", scenes=[scene], user=user)
+    _, key_b = client_token_create(name="b", scenes=[other], user=user)
+    assert _aget(artifact_url(scene, 1), key_a)[0] == 200
+    assert _aget(artifact_url(scene, 1), key_b)[0] == 403
+    assert _aget(artifact_url(scene, 9), key_a)[0] == 404
+    from rest_framework.authtoken.models import Token
+
+    bob = Token.objects.get_or_create(user=other_user)[0].key
+    assert _aget(artifact_url(scene, 1), bob)[0] == 404
