@@ -87,6 +87,7 @@ class ConfigListener:
             self.task = asyncio.get_running_loop().create_task(self._run(), name="mlab-config-listener")
         waiter = Waiter()
         self.waiters.setdefault(scene, set()).add(waiter)
+        logger.debug("poll of %s waiting; %d polls waiting", scene, self.waiting)
         return waiter
 
     def remove(self, scene: str, waiter: Waiter) -> None:

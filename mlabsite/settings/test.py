@@ -4,7 +4,7 @@ import os
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from .base import *  # noqa: F403
-from .base import CACHES, DATABASES, REDIS_EMBEDDED, REDIS_URL, RQ_QUEUES
+from .base import CACHES, DATABASES, REDIS_EMBEDDED, REDIS_URL, RQ_QUEUES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -27,5 +27,8 @@ REDIS_URL = _redis_url_for_worker(REDIS_URL)
 # Lets two checkouts run their suites against one MariaDB at the same time (CI needs neither).
 if os.environ.get("MLAB_TEST_DATABASE_NAME"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ["MLAB_TEST_DATABASE_NAME"]
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory: tests that start real server processes share the test database with them.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test.sqlite3")
 CACHES["default"]["LOCATION"] = REDIS_URL
 RQ_QUEUES["default"]["URL"] = REDIS_URL
