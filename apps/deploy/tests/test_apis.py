@@ -42,7 +42,12 @@ def test_create_a_scene_and_see_only_your_own(api, user, other_user):
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"name": "seller-union-ctr"}, "name"), ({"name": "bad name!"}, "name"), ({"name": "x", "owners": ["zed"]}, "owners"), ({}, "name")],
+    [
+        ({"name": "seller-union-ctr"}, "name"),
+        ({"name": "bad name!"}, "name"),
+        ({"name": "x", "owners": ["zed"]}, "owners"),
+        ({}, "name"),
+    ],
 )
 def test_bad_scenes_are_400_naming_the_field(api, scene, body, field):
     response = api.post(url("scene-list"), body, format="json")
@@ -83,7 +88,11 @@ def test_version_list_costs_a_fixed_number_of_queries(api, scene, versions, djan
 
 
 def test_deploy_publishes_and_lists_deployments(api, scene, versions, run_jobs, django_capture_on_commit_callbacks):
-    body = {"splits": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}], "overrides": {"u-7": 3}, "comment": "try v2"}
+    body = {
+        "splits": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}],
+        "overrides": {"u-7": 3},
+        "comment": "try v2",
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(url("scene-deployment-list", name=scene.name), body, format="json")
     assert response.status_code == 201, response.json()
@@ -159,7 +168,11 @@ def test_the_openapi_schema_lists_the_scene_routes(api):
     response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     text = response.content.decode()
-    for fragment in ("/api/v1/scenes/{name}/deployments/", "/api/v1/scenes/{name}/rollback/", "/api/v1/scenes/{name}/predict/"):
+    for fragment in (
+        "/api/v1/scenes/{name}/deployments/",
+        "/api/v1/scenes/{name}/rollback/",
+        "/api/v1/scenes/{name}/predict/",
+    ):
         assert fragment in text
 
 
@@ -167,4 +180,8 @@ def test_scene_revision_follows_publication(api, scene, versions, user):
     deployment_create(scene=scene, splits=[{"version": 1, "weight": 100}], user=user)
     assert api.get(url("scene-detail", name=scene.name)).json()["revision"] == 0
     scene_publish(scene_id=scene.pk)
-    assert api.get(url("scene-detail", name=scene.name)).json()["revision"] == ConfigEntry.objects.get(scene=scene).revision == 1
+    assert (
+        api.get(url("scene-detail", name=scene.name)).json()["revision"]
+        == ConfigEntry.objects.get(scene=scene).revision
+        == 1
+    )

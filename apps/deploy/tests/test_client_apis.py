@@ -130,7 +130,9 @@ def test_a_corrupt_cached_chunk_is_replaced_from_the_database_and_repaired(scene
     redis.set(artifact_chunk_key(artifact.sha256, 1), b"tampered")
     status, _, body = _aget(artifact_url(scene, 1), user_key)
     assert status == 200 and body == data
-    assert redis.get(artifact_chunk_key(artifact.sha256, 1)) == bytes(ArtifactChunk.objects.get(artifact=artifact, index=1).data)
+    assert redis.get(artifact_chunk_key(artifact.sha256, 1)) == bytes(
+        ArtifactChunk.objects.get(artifact=artifact, index=1).data
+    )
 
 
 def test_a_corrupt_database_copy_is_refused_with_503(scene, versions, user_key, redis):

@@ -54,7 +54,12 @@ def test_a_committed_deployment_enqueues_one_job_that_publishes_it(
     assert (owners.count(1), owners.count(2), owners.count(3)) == (9000, 1000, 0)
     assert entry.etag == config_etag(config_body(content))
     history = ConfigRevision.objects.get(scene=scene)
-    assert (history.revision, history.deployment_id, history.content, history.fence) == (1, deployment.pk, content, entry.fence)
+    assert (history.revision, history.deployment_id, history.content, history.fence) == (
+        1,
+        deployment.pk,
+        content,
+        entry.fence,
+    )
     assert all(artifact_cache_present(v.artifact) for v in versions)
     assert Router.from_config(content).version_for("vip-7") == 3
 
@@ -158,7 +163,12 @@ def test_pollers_are_notified_after_the_commit(scene, versions, user, redis):
     pubsub.close()
     body = json.loads(message["data"])
     entry = ConfigEntry.objects.get(scene=scene)
-    assert (body["scene"], body["revision"], body["etag"], body["content"]) == (scene.name, 1, entry.etag, entry.content)
+    assert (body["scene"], body["revision"], body["etag"], body["content"]) == (
+        scene.name,
+        1,
+        entry.etag,
+        entry.content,
+    )
 
 
 def test_a_post_save_in_a_transaction_that_rolls_back_publishes_nothing(

@@ -102,13 +102,28 @@ def test_deployment_create_numbers_revisions_and_keeps_what_was_asked(scene, two
     [
         ([], None, "splits", "at least one version"),
         (None, None, "splits", "at least one version"),
-        ([{"version": 1, "weight": 90.5}, {"version": 2, "weight": 9.5}], None, "splits", "splits[0].weight: must be a whole"),
+        (
+            [{"version": 1, "weight": 90.5}, {"version": 2, "weight": 9.5}],
+            None,
+            "splits",
+            "splits[0].weight: must be a whole",
+        ),
         ([{"version": 1, "weight": "90"}, {"version": 2, "weight": 10}], None, "splits", "splits[0].weight"),
         ([{"version": 1, "weight": True}], None, "splits", "splits[0].weight"),
         ([{"version": 1, "weight": 80}, {"version": 2, "weight": 10}], None, "splits", "sum to 100; they sum to 90"),
-        ([{"version": 1, "weight": 110}, {"version": 2, "weight": -10}], None, "splits", "splits[1].weight: must not be negative"),
+        (
+            [{"version": 1, "weight": 110}, {"version": 2, "weight": -10}],
+            None,
+            "splits",
+            "splits[1].weight: must not be negative",
+        ),
         ([{"version": 7, "weight": 100}], None, "splits", "splits[0].version: version 7 is not registered"),
-        ([{"version": 1, "weight": 50}, {"version": 1, "weight": 50}], None, "splits", "splits[1].version: version 1 is repeated"),
+        (
+            [{"version": 1, "weight": 50}, {"version": 1, "weight": 50}],
+            None,
+            "splits",
+            "splits[1].version: version 1 is repeated",
+        ),
         ([{"version": 1}], None, "splits", 'expected {"version"'),
         ([{"version": 1, "weight": 100}], {"u1": 9}, "overrides", "version 9 is not registered"),
         ([{"version": 1, "weight": 100}], {"u1": "2"}, "overrides", "must be a version number"),
@@ -116,7 +131,9 @@ def test_deployment_create_numbers_revisions_and_keeps_what_was_asked(scene, two
         ([{"version": 1, "weight": 100}], {"": 1}, "overrides", "non-empty text"),
     ],
 )
-def test_bad_splits_and_overrides_are_refused_naming_the_field(scene, two_versions, user, splits, overrides, field, message):
+def test_bad_splits_and_overrides_are_refused_naming_the_field(
+    scene, two_versions, user, splits, overrides, field, message
+):
     with pytest.raises(ValidationError) as exc:
         deployment_create(scene=scene, splits=splits, overrides=overrides, user=user)
     assert message in " ".join(exc.value.message_dict[field])
