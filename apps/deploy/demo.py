@@ -24,6 +24,18 @@ BUSINESS_PERMISSIONS = {
         "change_templatenode",
         "delete_templatenode",
     ],
+    "deploy": [
+        "view_scene",
+        "add_scene",
+        "change_scene",
+        "view_modelversion",
+        "add_modelversion",
+        "view_deployment",
+        "add_deployment",
+        "view_clienttoken",
+        "add_clienttoken",
+        "delete_clienttoken",
+    ],
 }
 
 

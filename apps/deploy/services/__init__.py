@@ -2,7 +2,7 @@
 
 from .deployments import deployment_create, deployment_rollback
 from .publication import PublishResult, enqueue_publication, publication_sweep, scene_publish
-from .scenes import client_token_create, client_token_digest, scene_create
+from .scenes import client_token_create, client_token_digest, scene_create, scene_update
 from .versions import model_version_register, model_version_register_or_get
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "publication_sweep",
     "scene_create",
     "scene_publish",
+    "scene_update",
 ]

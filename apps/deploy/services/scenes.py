@@ -31,6 +31,19 @@ def scene_create(*, name: str, description: str = "", owners: Iterable = (), use
     return scene
 
 
+@transaction.atomic
+def scene_update(*, scene: Scene, description: str, owners: Iterable) -> Scene:
+    """Change what may change after creation: the description and the owners (at least one)."""
+    owners = list(owners)
+    if not owners:
+        raise ValidationError({"owners": ["A scene needs at least one owner."]})
+    scene.description = description
+    scene.full_clean()
+    scene.save(update_fields=["description"])
+    scene.owners.set(owners)
+    return scene
+
+
 def client_token_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
