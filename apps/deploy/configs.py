@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.urls import reverse
 
@@ -55,3 +57,84 @@ def config_body(content: dict) -> bytes:
 
 def config_etag(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+# --- the published config, cached in Redis for the polls ------------------------------------------------
+# The database's ConfigEntry is the truth; polls read this copy (one GET, no query). It only moves forward:
+# a write carrying an older revision than the cached one is ignored, so a slow reader refilling the cache
+# after a miss cannot undo a publication.
+
+CONFIG_CACHE_PREFIX = "mlab:config:"
+
+_SET_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+    local revision = tonumber(string.match(current, '^(%d+) '))
+    if revision and revision >= tonumber(ARGV[1]) then
+        return 0
+    end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+def config_cache_key(scene: str) -> str:
+    return CONFIG_CACHE_PREFIX + scene
+
+
+def config_cache_value(revision: int, etag: str, body: bytes) -> bytes:
+    return f"{revision} {etag}\n".encode() + body
+
+
+def config_cache_parse(raw: bytes | None) -> tuple[int, str, bytes] | None:
+    """``(revision, etag, body)`` of a cached value, or None for a miss or a value that does not parse."""
+    if not raw:
+        return None
+    head, sep, body = raw.partition(b"\n")
+    revision, _, etag = head.decode(errors="replace").partition(" ")
+    if not sep or not revision.isdigit() or not etag:
+        return None
+    return int(revision), etag, body
+
+
+def config_cache_set(connection, *, scene: str, revision: int, etag: str, body: bytes) -> bool:
+    """Cache a published config unless a newer revision is cached already. True when written."""
+    value = config_cache_value(revision, etag, body)
+    return bool(connection.eval(_SET_IF_NEWER, 1, config_cache_key(scene), revision, value))
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published config as the endpoint sends it."""
+
+    revision: int
+    etag: str
+    body: bytes
+
+
+class ConfigMemo:
+    """The process's memo of published configs, so that a poll does no I/O at all. An entry is trusted for
+    ``seconds`` (then re-read from Redis); this process's publications and, under ASGI, every notification
+    overwrite it at once. So a plain ETag poll may see a publication of another WSGI process up to
+    ``seconds`` late; long polls are woken by notifications."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._entries: dict[str, tuple[float, Published]] = {}
+
+    def get(self, scene: str) -> Published | None:
+        entry = self._entries.get(scene)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, scene: str, published: Published) -> None:
+        if self.seconds > 0:
+            self._entries[scene] = (time.monotonic() + self.seconds, published)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+config_memo = ConfigMemo(seconds=0.5)

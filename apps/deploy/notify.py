@@ -20,7 +20,7 @@ from django.conf import settings
 from redis import Redis
 from redis.exceptions import RedisError
 
-from .configs import config_body
+from .configs import Published, config_body, config_memo
 
 logger = logging.getLogger(__name__)
 
@@ -49,25 +49,18 @@ def config_notify(*, connection: Redis, scene: str, revision: int, etag: str, co
 
 
 @dataclass(eq=False)
-class Change:
-    revision: int
-    etag: str
-    body: bytes
-
-
-@dataclass(eq=False)
 class Waiter:
     """One waiting poll. ``change`` holds the newest change seen; None with ``event`` set means "re-check"."""
 
     event: asyncio.Event = field(default_factory=asyncio.Event)
-    change: Change | None = None
+    change: Published | None = None
 
-    def wake(self, change: Change | None) -> None:
+    def wake(self, change: Published | None) -> None:
         if change is not None and (self.change is None or change.revision > self.change.revision):
             self.change = change
         self.event.set()
 
-    def take(self) -> Change | None:
+    def take(self) -> Published | None:
         change, self.change = self.change, None
         self.event.clear()
         return change
@@ -114,11 +107,9 @@ class ConfigListener:
         except (ValueError, KeyError, TypeError):
             logger.warning("ignoring a malformed config notification")
             return
-        waiters = self.waiters.get(scene)
-        if not waiters:
-            return
-        change = Change(revision=int(revision), etag=str(etag), body=config_body(content))
-        for waiter in waiters:
+        change = Published(revision=int(revision), etag=str(etag), body=config_body(content))
+        config_memo.put(scene, change)
+        for waiter in self.waiters.get(scene, ()):
             waiter.wake(change)
 
     async def _run(self) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from mlab_client.routing import owners_from_ranges
 
-from .models import ConfigRevision, Deployment, ModelVersion, Scene
+from .models import ClientToken, ConfigRevision, Deployment, ModelVersion, Scene
 
 
 def scene_list(*, user) -> QuerySet[Scene]:
@@ -124,3 +125,36 @@ def scene_history(*, scene: Scene) -> list[dict]:
             previous_allocation = allocation
     rows.reverse()
     return rows
+
+
+CLIENT_TOKEN_CACHE_SECONDS = 5.0
+_CLIENT_TOKEN_CACHE_SIZE = 10_000
+_client_token_scopes: dict[str, tuple[float, frozenset[str] | None]] = {}
+NOT_CACHED = object()
+
+
+def client_token_scenes_cached(digest: str):
+    """The cached answer of ``client_token_scenes`` (no query), or NOT_CACHED."""
+    hit = _client_token_scopes.get(digest)
+    if hit is None or hit[0] < time.monotonic():
+        return NOT_CACHED
+    return hit[1]
+
+
+def client_token_scenes(*, digest: str) -> frozenset[str] | None:
+    """Names of the scenes the client token whose key has this digest may read; None when there is no such
+    token. Answers are kept in the process for CLIENT_TOKEN_CACHE_SECONDS: every poll of every client asks,
+    so a token deleted elsewhere stops working within that time (at once in the process that deletes it)."""
+    cached = client_token_scenes_cached(digest)
+    if cached is not NOT_CACHED:
+        return cached
+    names = list(ClientToken.objects.filter(key=digest).values_list("scenes__name", flat=True))
+    scenes = frozenset(name for name in names if name) if names else None
+    if len(_client_token_scopes) >= _CLIENT_TOKEN_CACHE_SIZE:
+        _client_token_scopes.clear()
+    _client_token_scopes[digest] = (time.monotonic() + CLIENT_TOKEN_CACHE_SECONDS, scenes)
+    return scenes
+
+
+def client_token_forget(digest: str) -> None:
+    _client_token_scopes.pop(digest, None)

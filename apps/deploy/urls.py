@@ -7,9 +7,16 @@ urlpatterns = [
     path("scenes/<slug:name>/", scenes.SceneDetailApi.as_view(), name="scene-detail"),
     path("scenes/<slug:name>/versions/", scenes.VersionListCreateApi.as_view(), name="scene-version-list"),
     path("scenes/<slug:name>/versions/<int:version>/", scenes.VersionDetailApi.as_view(), name="scene-version-detail"),
-    path("scenes/<slug:name>/versions/<int:version>/artifact/", client.artifact_view, name="scene-version-artifact"),
+    client.server_mode_path(
+        "scenes/<slug:name>/versions/<int:version>/artifact/",
+        sync_view=client.artifact_view_sync,
+        async_view=client.artifact_view_async,
+        name="scene-version-artifact",
+    ),
     path("scenes/<slug:name>/deployments/", scenes.DeploymentListCreateApi.as_view(), name="scene-deployment-list"),
     path("scenes/<slug:name>/rollback/", scenes.RollbackApi.as_view(), name="scene-rollback"),
     path("scenes/<slug:name>/predict/", scenes.PredictApi.as_view(), name="scene-predict"),
-    path("config/<slug:name>/", client.config_view, name="config"),
+    client.server_mode_path(
+        "config/<slug:name>/", sync_view=client.config_view_sync, async_view=client.config_view_async, name="config"
+    ),
 ]

@@ -26,7 +26,15 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from ..artifacts import artifact_cache_ensure
-from ..configs import config_body, config_content, config_etag, versions_needed
+from ..configs import (
+    Published,
+    config_body,
+    config_cache_set,
+    config_content,
+    config_etag,
+    config_memo,
+    versions_needed,
+)
 from ..locks import Lease, RedisLock, fenced_update, redis_connection
 from ..models import ConfigEntry, ConfigRevision, Deployment, ModelVersion, Scene
 from ..notify import config_notify
@@ -134,6 +142,14 @@ def _publish_locked(
     )
     if deployment is None or entry.revision >= deployment.revision:
         _cache_ensure(scene_id, _published_versions(entry), connection)
+        if entry.revision:  # a run after a Redis failure (or restart): the polls' copy catches up
+            config_cache_set(
+                connection,
+                scene=deployment.scene.name,
+                revision=entry.revision,
+                etag=entry.etag,
+                body=config_body(entry.content),
+            )
         target = deployment.revision if deployment else 0
         return outcome(outcome=UP_TO_DATE, revision=target, published_revision=entry.revision)
     needed = versions_needed(deployment)
@@ -180,6 +196,9 @@ def _publish_locked(
         return outcome(outcome=refused, revision=deployment.revision, published_revision=entry.revision)
     committed_at = time.time()
     _cache_ensure(scene_id, needed, connection)
+    body = config_body(content)
+    config_cache_set(connection, scene=deployment.scene.name, revision=deployment.revision, etag=etag, body=body)
+    config_memo.put(deployment.scene.name, Published(revision=deployment.revision, etag=etag, body=body))
     config_notify(
         connection=connection, scene=deployment.scene.name, revision=deployment.revision, etag=etag, content=content
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -61,3 +62,15 @@ def client_token_create(*, name: str, scenes: Iterable[Scene], user=None) -> tup
     token.save()
     token.scenes.set(scenes)
     return token, key
+
+
+@transaction.atomic
+def client_token_revoke(*, token: ClientToken) -> None:
+    """Delete a client token. This process forgets it at once; other processes within
+    ``selectors.CLIENT_TOKEN_CACHE_SECONDS``."""
+    from ..selectors import client_token_forget
+
+    digest = token.key
+    token.delete()
+    client_token_forget(digest)
+    transaction.on_commit(partial(client_token_forget, digest))  # in case a request cached it meanwhile

@@ -86,3 +86,15 @@ def versions(scene, make_run, user):
     from apps.deploy.services import model_version_register
 
     return [model_version_register(run=make_run(seed=seed), scene=scene, user=user) for seed in (1, 2, 3)]
+
+
+@pytest.fixture(autouse=True)
+def _forget_process_memos():
+    """Each test starts with empty in-process memos (published configs, client token scopes): the database
+    and Redis they mirror are emptied between tests too."""
+    from apps.deploy.configs import config_memo
+    from apps.deploy.selectors import _client_token_scopes
+
+    config_memo.clear()
+    _client_token_scopes.clear()
+    yield

@@ -7,12 +7,19 @@ import hashlib
 import socket
 import threading
 import time
+import uuid
 
 import pytest
 import requests
 
 from apps.deploy.models import ConfigEntry
-from apps.deploy.services import client_token_create, deployment_create, scene_create, scene_publish
+from apps.deploy.services import (
+    client_token_create,
+    deployment_create,
+    model_version_register,
+    scene_create,
+    scene_publish,
+)
 
 from .live import Uvicorn
 from .onnx_models import binary_model
@@ -29,7 +36,11 @@ def server(django_db_setup, tmp_path_factory):
 
 
 @pytest.fixture
-def live_scene(scene, versions, user):
+def live_scene(make_run, user):
+    # A new name per test: the server process keeps a short memo of configs by scene name.
+    scene = scene_create(name=f"live-{uuid.uuid4().hex[:8]}", user=user)
+    for seed in (1, 2):
+        model_version_register(run=make_run(seed=seed), scene=scene, user=user)
     deployment_create(scene=scene, splits=[{"version": 1, "weight": 100}], user=user)
     scene_publish(scene_id=scene.pk)
     _, key = client_token_create(name="ads", scenes=[scene], user=user)
