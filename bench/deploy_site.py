@@ -123,9 +123,11 @@ class BenchSite:
                 break
         raise RuntimeError(f"server did not start: {(self.var_dir / f'server-{port}.log').read_text()[-3000:]}")
 
-    def uvicorn(self, *, port: int | None = None, env: dict | None = None) -> str:
+    def uvicorn(
+        self, *, port: int | None = None, env: dict | None = None, app: str = "mlabsite.asgi:application"
+    ) -> str:
         port = port or free_port()
-        command = [sys.executable, "-m", "uvicorn", "mlabsite.asgi:application", "--host", "127.0.0.1"]
+        command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1"]
         command += ["--port", str(port), "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
         return self.start(command, port=port, env=env)
 

@@ -115,7 +115,7 @@ class ConfigListener:
     async def _run(self) -> None:
         pause = 0.1
         while True:
-            client = aioredis.from_url(self.url, socket_keepalive=True, socket_connect_timeout=5)
+            client = aioredis.from_url(self.url, socket_connect_timeout=5, health_check_interval=30)
             pubsub = client.pubsub()
             try:
                 await pubsub.psubscribe(channel_prefix(_db_of(client.connection_pool.connection_kwargs)) + "*")

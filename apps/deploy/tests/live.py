@@ -59,9 +59,9 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
 
 
 class Uvicorn:
-    """``python -m uvicorn mlabsite.asgi:application`` on a free port, logging to ``log_path``."""
+    """``python -m uvicorn <app>`` on a free port, logging to ``log_path``."""
 
-    def __init__(self, log_path: Path, **env: str) -> None:
+    def __init__(self, log_path: Path, app: str = "mlabsite.asgi:application", **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -71,7 +71,7 @@ class Uvicorn:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "mlabsite.asgi:application",
+                app,
                 "--host",
                 "127.0.0.1",
                 "--port",

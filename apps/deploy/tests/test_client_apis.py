@@ -6,6 +6,7 @@ Long-polling is tested against a real uvicorn process in test_live.py.
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 
 import pytest
@@ -154,3 +155,59 @@ def test_artifact_scope(scene, versions, user, other_user):
 
     bob = Token.objects.get_or_create(user=other_user)[0].key
     assert _aget(artifact_url(scene, 1), bob)[0] == 404
+
+
+def test_a_new_publication_is_served_at_once_by_the_process_that_published(api, scene, published, user):
+    assert api.get(config_url(scene)).json()["revision"] == 1  # now in the process's memo
+    deployment_create(scene=scene, splits=[{"version": 3, "weight": 100}], user=user)
+    scene_publish(scene_id=scene.pk)
+    response = api.get(config_url(scene), HTTP_IF_NONE_MATCH=published.etag)
+    assert response.status_code == 200 and response.json()["revision"] == 2
+
+
+def test_a_revoked_client_token_stops_working_in_this_process_at_once(scene, published, user):
+    from apps.deploy.services import client_token_revoke
+
+    token, key = client_token_create(name="short-lived", scenes=[scene], user=user)
+    assert as_client(key).get(config_url(scene)).status_code == 200  # its scope is now cached
+    client_token_revoke(token=token)
+    assert as_client(key).get(config_url(scene)).status_code == 401
+
+
+def test_the_redis_copy_of_a_config_never_goes_back(redis):
+    from apps.deploy.configs import config_cache_key, config_cache_parse, config_cache_set
+
+    assert config_cache_set(redis, scene="s", revision=2, etag='"b"', body=b"{}")
+    assert not config_cache_set(redis, scene="s", revision=1, etag='"a"', body=b"{}")
+    assert config_cache_parse(redis.get(config_cache_key("s"))) == (2, '"b"', b"{}")
+    assert config_cache_set(redis, scene="s", revision=3, etag='"c"', body=b'{"x":1}')
+    assert config_cache_parse(redis.get(config_cache_key("s"))) == (3, '"c"', b'{"x":1}')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_poll_under_wsgi_wakes_on_publish_and_times_out_with_304(scene, versions, user, client_token):
+    """The sync view (what gunicorn's sync workers run) waits on a pub/sub subscription of its own."""
+    import threading
+
+    from apps.deploy.configs import config_memo
+
+    deployment_create(scene=scene, splits=[{"version": 1, "weight": 100}], user=user)
+    scene_publish(scene_id=scene.pk)
+    client = as_client(client_token[1])
+    etag = client.get(config_url(scene))["ETag"]
+    assert client.get(config_url(scene), {"wait": "0.5"}, HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+    def publish_soon():
+        time.sleep(0.5)
+        deployment_create(scene=scene, splits=[{"version": 2, "weight": 100}], user=user)
+        scene_publish(scene_id=scene.pk)
+        config_memo.clear()  # as if it had happened in another process
+
+    publisher = threading.Thread(target=publish_soon)
+    started = time.monotonic()
+    publisher.start()
+    response = client.get(config_url(scene), {"wait": "30"}, HTTP_IF_NONE_MATCH=etag)
+    elapsed = time.monotonic() - started
+    publisher.join()
+    assert response.status_code == 200 and response.json()["revision"] == 2
+    assert elapsed < 15  # woken by the notification, not by the 30-second timer

@@ -27,12 +27,19 @@ from .onnx_models import binary_model
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(scope="module")
-def server(django_db_setup, tmp_path_factory):
-    uvicorn = Uvicorn(tmp_path_factory.mktemp("live") / "uvicorn.log", MLAB_LOG_LEVEL="DEBUG")
+@pytest.fixture(
+    scope="module",
+    params=["mlabsite.asgi:application", "mlabsite.asgi:django_application"],
+    ids=["long-poll-door", "django-view"],
+)
+def server(request, django_db_setup, tmp_path_factory):
+    """uvicorn serving Mlab as deployed (long polls through apps.deploy.longpoll), and serving the same
+    requests through Django's async view alone."""
+    uvicorn = Uvicorn(tmp_path_factory.mktemp("live") / "uvicorn.log", app=request.param, MLAB_LOG_LEVEL="DEBUG")
     yield uvicorn
     uvicorn.stop()
-    assert "Traceback" not in uvicorn.log(), uvicorn.log()[-4000:]
+    log = uvicorn.log()
+    assert "Traceback" not in log and "lost Redis" not in log, log[-4000:]
 
 
 @pytest.fixture
@@ -142,3 +149,11 @@ def test_artifact_streams_over_http(server, live_scene):
     assert response.status_code == 200
     assert response.content == binary_model(2).onnx_bytes
     assert response.headers["ETag"] == f'"{hashlib.sha256(response.content).hexdigest()}"'
+
+
+def test_a_bad_wait_is_400_naming_it_over_http(server, live_scene):
+    scene, auth = live_scene
+    etag = _config(server, scene, auth).headers["ETag"]
+    response = _config(server, scene, {**auth, "If-None-Match": etag}, wait="61")
+    assert response.status_code == 400 and "wait" in response.json()
+    assert _config(server, scene, {"If-None-Match": etag}, wait="5").status_code == 401
