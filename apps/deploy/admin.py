@@ -348,6 +348,13 @@ class ClientTokenAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         pass  # the service set the scenes
 
+    def delete_model(self, request, obj):
+        services.client_token_revoke(token=obj)
+
+    def delete_queryset(self, request, queryset):
+        for token in queryset:
+            services.client_token_revoke(token=token)
+
     def response_add(self, request, obj, post_url_continue=None):
         context = {
             **self.admin_site.each_context(request),

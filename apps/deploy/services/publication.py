@@ -224,7 +224,8 @@ def _cache_ensure(scene_id: int, numbers: set[int], connection: Redis) -> None:
 
 def publication_sweep() -> list[int]:
     """Enqueue the publication of every scene whose newest deployment is not published (e.g. its job was lost
-    with a Redis restart). Returns the scene ids. Runs periodically (see apps/deploy/cron.py)."""
+    with a Redis restart). Returns the scene ids. Every publish job sweeps; `manage.py publish --pending`
+    does it on demand (e.g. from a timer)."""
     behind = list(
         Scene.objects.filter(Q(config__isnull=True) | Q(last_revision__gt=F("config__revision")))
         .exclude(last_revision=0)

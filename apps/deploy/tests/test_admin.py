@@ -160,3 +160,11 @@ def test_a_client_token_is_shown_once_and_stored_as_a_digest(alice, scene, user)
     assert token.key == client_token_digest(key) and list(token.scenes.all()) == [scene]
     listing = alice.get(reverse("admin:deploy_clienttoken_changelist")).content.decode()
     assert "ads-server" in listing and key not in listing
+
+
+def test_deleting_a_client_token_in_the_admin_revokes_it(alice, scene, user):
+    from apps.deploy.services import client_token_create
+
+    token, key = client_token_create(name="old-server", scenes=[scene], user=user)
+    response = alice.post(reverse("admin:deploy_clienttoken_delete", args=[token.pk]), {"post": "yes"})
+    assert response.status_code == 302 and not ClientToken.objects.exists()
