@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         servers["gunicorn sync (WSGI)"] = port
 
         timings: dict[str, list[float]] = {"raw Redis GET": [], **{name: [] for name in servers}}
-        for name, server_port in servers.items():  # warm up
+        for server_port in servers.values():  # warm up
             fetch(server_port, path, seeded["client_key"])
         for _ in range(args.rounds):
             started = time.perf_counter()

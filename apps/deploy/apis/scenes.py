@@ -102,7 +102,7 @@ class SceneListCreateApi(generics.ListAPIView):
 
     serializer_class = SceneSerializer
 
-    class InputSerializer(serializers.Serializer):
+    class SceneCreateInput(serializers.Serializer):
         name = serializers.CharField(max_length=64)
         description = serializers.CharField(required=False, allow_blank=True, default="")
         owners = serializers.ListField(child=serializers.CharField(), required=False, default=list)
@@ -110,9 +110,9 @@ class SceneListCreateApi(generics.ListAPIView):
     def get_queryset(self):
         return selectors.scene_list(user=self.request.user)
 
-    @extend_schema(request=InputSerializer, responses={201: SceneSerializer, 400: OpenApiTypes.OBJECT})
+    @extend_schema(request=SceneCreateInput, responses={201: SceneSerializer, 400: OpenApiTypes.OBJECT})
     def post(self, request):
-        body = self.InputSerializer(data=request.data)
+        body = self.SceneCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         names = body.validated_data["owners"]
         owners = list(get_user_model().objects.filter(username__in=names))
@@ -142,19 +142,19 @@ class VersionListCreateApi(_SceneMixin, generics.ListAPIView):
 
     serializer_class = ModelVersionSerializer
 
-    class InputSerializer(serializers.Serializer):
+    class VersionRegisterInput(serializers.Serializer):
         run = serializers.IntegerField()
 
     def get_queryset(self):
         return selectors.model_version_list(scene=self.get_scene())
 
     @extend_schema(
-        request=InputSerializer,
+        request=VersionRegisterInput,
         responses={201: ModelVersionSerializer, 200: ModelVersionSerializer, 400: OpenApiTypes.OBJECT},
     )
     def post(self, request, name: str):
         scene = self.get_scene()
-        body = self.InputSerializer(data=request.data)
+        body = self.VersionRegisterInput(data=request.data)
         body.is_valid(raise_exception=True)
         runs = (
             TrainingRun.objects.all() if request.user.is_superuser else TrainingRun.objects.filter(owner=request.user)
@@ -184,7 +184,7 @@ class DeploymentListCreateApi(_SceneMixin, generics.ListAPIView):
 
     serializer_class = DeploymentSerializer
 
-    class InputSerializer(serializers.Serializer):
+    class DeploymentCreateInput(serializers.Serializer):
         splits = serializers.JSONField(help_text='[{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]')
         overrides = serializers.JSONField(required=False, default=dict, help_text='{"unit id": version}')
         comment = serializers.CharField(required=False, allow_blank=True, default="")
@@ -193,7 +193,7 @@ class DeploymentListCreateApi(_SceneMixin, generics.ListAPIView):
         return selectors.deployment_list(scene=self.get_scene())
 
     @extend_schema(
-        request=InputSerializer,
+        request=DeploymentCreateInput,
         responses={201: DeploymentSerializer, 400: OpenApiTypes.OBJECT},
         examples=[
             OpenApiExample(
@@ -204,7 +204,7 @@ class DeploymentListCreateApi(_SceneMixin, generics.ListAPIView):
     )
     def post(self, request, name: str):
         scene = self.get_scene()
-        body = self.InputSerializer(data=request.data)
+        body = self.DeploymentCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         deployment = services.deployment_create(scene=scene, user=request.user, **body.validated_data)
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
@@ -213,14 +213,14 @@ class DeploymentListCreateApi(_SceneMixin, generics.ListAPIView):
 class RollbackApi(_SceneMixin, APIView):
     """A new revision with the splits and overrides of an earlier one."""
 
-    class InputSerializer(serializers.Serializer):
+    class RollbackInput(serializers.Serializer):
         revision = serializers.IntegerField(min_value=1)
         comment = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses={201: DeploymentSerializer, 404: OpenApiTypes.OBJECT})
+    @extend_schema(request=RollbackInput, responses={201: DeploymentSerializer, 404: OpenApiTypes.OBJECT})
     def post(self, request, name: str):
         scene = self.get_scene()
-        body = self.InputSerializer(data=request.data)
+        body = self.RollbackInput(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             deployment = services.deployment_rollback(scene=scene, user=request.user, **body.validated_data)
@@ -233,12 +233,12 @@ class PredictApi(_SceneMixin, APIView):
     """Score one row with the version the unit is routed to under the published config (same routing as
     the client SDK). Without ``unit_id`` a random bucket is drawn."""
 
-    class InputSerializer(serializers.Serializer):
+    class PredictInput(serializers.Serializer):
         unit_id = serializers.CharField(required=False, max_length=200)
         features = serializers.DictField(child=serializers.JSONField(allow_null=True))
 
     @extend_schema(
-        request=InputSerializer,
+        request=PredictInput,
         responses={
             200: inline_serializer(
                 "Prediction",
@@ -254,7 +254,7 @@ class PredictApi(_SceneMixin, APIView):
     )
     def post(self, request, name: str):
         scene = self.get_scene()
-        body = self.InputSerializer(data=request.data)
+        body = self.PredictInput(data=request.data)
         body.is_valid(raise_exception=True)
         entry = ConfigEntry.objects.filter(scene=scene).first()
         if entry is None or entry.revision == 0:

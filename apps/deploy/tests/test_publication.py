@@ -202,3 +202,38 @@ def test_when_redis_refuses_the_job_the_sweep_publishes_later(
     (job,) = run_jobs()
     assert job.return_value()["outcome"] == PUBLISHED
     assert publication_sweep() == []
+
+
+def _weights():
+    """Splits over versions 1-3 (zero weights left out): two cut points on 0..100."""
+    from hypothesis import strategies as st
+
+    def split(cuts):
+        low, high = sorted(cuts)
+        return {v: w for v, w in zip((1, 2, 3), (low, high - low, 100 - high), strict=True) if w}
+
+    return st.tuples(st.integers(0, 100), st.integers(0, 100)).map(split)
+
+
+def test_published_allocations_move_exactly_the_change_of_split(scene, versions, user):
+    """Along any chain of deployments, each publication moves as many buckets as the split changed (total
+    variation distance), computed from the allocation that was published before."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(chain=st.lists(_weights(), min_size=2, max_size=4))
+    def check(chain):
+        previous_owners, previous_weights = None, None
+        for weights in chain:
+            _deploy(scene, user, weights)
+            scene_publish(scene_id=scene.pk)
+            owners = _owners(scene)
+            for version in (1, 2, 3):
+                assert owners.count(version) == weights.get(version, 0) * 100
+            if previous_owners is not None:
+                distance = sum(abs(weights.get(v, 0) - previous_weights.get(v, 0)) for v in (1, 2, 3)) // 2
+                assert sum(a != b for a, b in zip(previous_owners, owners, strict=True)) == distance * 100
+            previous_owners, previous_weights = owners, weights
+
+    check()
