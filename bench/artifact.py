@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = medians[name] / medians["raw Redis GET"]
             ok &= ratio <= 1.5
             print(f"  ratio {name} / raw Redis GET: {ratio:.2f} (target ≤ 1.5)")
+        redis.delete("bench:artifact:raw")
         return 0 if ok else 1
     finally:
         site.close()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
+
 from asgiref.sync import sync_to_async
 from django.http import JsonResponse
 
@@ -9,6 +13,23 @@ from ..auth import NotAuthenticated, reader_from_header
 from ..models import Scene
 from ..selectors import NOT_CACHED, client_token_scenes, client_token_scenes_cached
 from ..services.scenes import CLIENT_TOKEN_PREFIX, client_token_digest
+
+_in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, asyncio.Future]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def coalesce(key: Hashable, work: Callable[[], Awaitable]):
+    """Run ``work()`` once for every caller asking for ``key`` meanwhile: after a restart a thousand polls miss
+    the same cache at once, and must not become a thousand database connections."""
+    loop = asyncio.get_running_loop()
+    running = _in_flight.setdefault(loop, {})
+    task = running.get(key)
+    if task is None:
+        task = running[key] = asyncio.ensure_future(work())
+        task.add_done_callback(lambda _: running.pop(key, None))
+    # A caller that goes away (cancelled) leaves the work running for the others.
+    return await asyncio.shield(task)
 
 
 class Refused(Exception):
@@ -79,7 +100,7 @@ async def authorize_async(header: str | None, name: str, *, run_sync=sync_to_asy
     digest = client_token_digest(key)
     scenes = client_token_scenes_cached(digest)
     if scenes is NOT_CACHED:
-        scenes = await run_sync(client_token_scenes)(digest=digest)
+        scenes = await coalesce(("client-token", digest), lambda: run_sync(client_token_scenes)(digest=digest))
     refusal = _scope_refusal(scenes, name)
     if refusal is not None:
         raise refusal

@@ -28,7 +28,7 @@ from ..configs import Published, config_body, config_cache_key, config_cache_par
 from ..locks import redis_connection
 from ..models import ConfigEntry
 from ..notify import channel_prefix, config_listener
-from .access import Refused, authorize, authorize_async
+from .access import Refused, authorize, authorize_async, coalesce
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ async def _published_async(name: str, run_sync) -> Published:
     published = config_memo.get(name)
     if published is None:
         # The memo is empty or old: one thread hop reads Redis (else the database) and refills it.
-        published = await run_sync(published_now)(name)
+        published = await coalesce(("config", name), lambda: run_sync(published_now)(name))
     return published
 
 

@@ -9,6 +9,7 @@ import random
 
 from django.contrib.auth import get_user_model
 from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -64,8 +65,6 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         ]
 
     def get_artifact_url(self, version) -> str:
-        from django.urls import reverse
-
         return reverse("api:scene-version-artifact", kwargs={"name": version.scene.name, "version": version.version})
 
 
@@ -262,7 +261,7 @@ class PredictApi(_SceneMixin, APIView):
         router = Router.from_config(entry.content)
         unit_id = body.validated_data.get("unit_id")
         number = (
-            router.version_for(unit_id) if unit_id is not None else router.version_of_bucket(random.randrange(BUCKETS))  # noqa: S311 (routing, not security)
+            router.version_for(unit_id) if unit_id is not None else router.version_of_bucket(random.randrange(BUCKETS))
         )
         version = ModelVersion.objects.select_related("artifact").get(scene=scene, version=number)
         try:

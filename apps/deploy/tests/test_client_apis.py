@@ -211,3 +211,28 @@ def test_a_long_poll_under_wsgi_wakes_on_publish_and_times_out_with_304(scene, v
     publisher.join()
     assert response.status_code == 200 and response.json()["revision"] == 2
     assert elapsed < 15  # woken by the notification, not by the 30-second timer
+
+
+def test_concurrent_misses_of_one_cache_do_the_work_once():
+    import asyncio
+
+    from apps.deploy.apis.access import coalesce
+
+    calls = []
+
+    async def lookup():
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return "scopes"
+
+    async def herd():
+        leaver = asyncio.ensure_future(coalesce("k", lookup))
+        await asyncio.sleep(0)
+        leaver.cancel()  # a client that goes away does not cancel the work for the others
+        answers = await asyncio.gather(*(coalesce("k", lookup) for _ in range(100)))
+        again = await coalesce("k", lookup)  # done: the next miss works again
+        return answers, again
+
+    answers, again = asyncio.run(herd())
+    assert answers == ["scopes"] * 100 and again == "scopes"
+    assert len(calls) == 2
