@@ -6,7 +6,7 @@ publication then queue for seconds behind each other (bench/propagation.py measu
 two cores). This door answers those requests with the same core as the Django view (``config_answer``) in
 the event loop itself: a woken poll is answered with no thread at all, and database work (only on a cache
 miss) runs in a worker thread with the connection checks a request would do. Everything else, including
-plain polls and anything that must be redirected to HTTPS, goes to Django.
+plain polls and anything Django would refuse (host) or redirect (HTTPS), goes to Django.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
+from django.http.request import split_domain_port, validate_host
 
 from .apis.config import config_answer
 
@@ -50,14 +51,18 @@ class LongPollRouter:
             if match is not None:
                 headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
                 wait = parse_qs(scope["query_string"].decode("latin-1")).get("wait", [""])[-1]
-                if wait and headers.get("if-none-match") and self._secure_enough(scope, headers):
+                if wait and headers.get("if-none-match") and self._django_would_serve(scope, headers):
                     await self._long_poll(match["name"], headers, wait, receive, send)
                     return
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _secure_enough(scope, headers: dict[str, str]) -> bool:
-        """False when Django would redirect the request to HTTPS: then Django answers it."""
+    def _django_would_serve(scope, headers: dict[str, str]) -> bool:
+        """False when Django would refuse the host or redirect to HTTPS: then Django answers it."""
+        allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+        host, _ = split_domain_port(headers.get("host", ""))
+        if not host or not validate_host(host, allowed):
+            return False
         if not settings.SECURE_SSL_REDIRECT or scope.get("scheme") == "https":
             return True
         proxy_header = settings.SECURE_PROXY_SSL_HEADER

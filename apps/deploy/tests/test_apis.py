@@ -185,3 +185,11 @@ def test_scene_revision_follows_publication(api, scene, versions, user):
         == ConfigEntry.objects.get(scene=scene).revision
         == 1
     )
+
+
+def test_scene_list_costs_a_fixed_number_of_queries(api, user, other_user, django_assert_max_num_queries):
+    for index in range(5):
+        scene_create(name=f"scene-{index}", owners=[other_user], user=user)
+    with django_assert_max_num_queries(5):
+        response = api.get(url("scene-list"))
+    assert len(response.json()["results"]) == 5
