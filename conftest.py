@@ -121,3 +121,9 @@ def admin_login(page, live_server):
         return page
 
     return login
+
+
+@pytest.fixture
+def redis():
+    """The raw Redis connection the app uses (the test's own database)."""
+    return get_redis_connection("default")

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_save
 
 
 class DeployConfig(AppConfig):
@@ -6,3 +7,9 @@ class DeployConfig(AppConfig):
     label = "deploy"
     verbose_name = "Deployment"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .models import Deployment
+        from .receivers import deployment_saved
+
+        post_save.connect(deployment_saved, sender=Deployment, dispatch_uid="deploy.deployment_publish")

@@ -25,6 +25,18 @@ BUSINESS_PERMISSIONS = {
         "delete_templatenode",
     ],
     "training": ["view_datasource"],
+    "deploy": [
+        "view_scene",
+        "add_scene",
+        "change_scene",
+        "view_modelversion",
+        "add_modelversion",
+        "view_deployment",
+        "add_deployment",
+        "view_clienttoken",
+        "add_clienttoken",
+        "delete_clienttoken",
+    ],
 }
 
 

@@ -65,7 +65,9 @@ class ModelVersion(models.Model):
     sha256 = models.CharField(max_length=64)
     metrics = models.JSONField(default=dict, blank=True)
     signature = models.JSONField(default=list, blank=True, help_text="[{name, type, categories?}]")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -88,7 +90,9 @@ class Deployment(models.Model):
     splits = models.JSONField(help_text='[{"version": 1, "weight": 90}, …]')
     overrides = models.JSONField(default=dict, blank=True, help_text='{"unit id": version}')
     comment = models.TextField(blank=True)
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     rollback_of = models.PositiveIntegerField(null=True, blank=True, help_text="The revision this one copies.")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -106,7 +110,7 @@ class ConfigEntry(models.Model):
 
     scene = models.OneToOneField(Scene, on_delete=models.CASCADE, related_name="config")
     revision = models.PositiveIntegerField(default=0)
-    content = models.JSONField(default=dict)
+    content = models.JSONField(default=dict, blank=True, help_text="Empty until the first publication.")
     etag = models.CharField(max_length=80, blank=True)
     fence = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
@@ -135,12 +139,17 @@ class ConfigRevision(models.Model):
 
 
 class ClientToken(models.Model):
-    """A read-only token for client processes, scoped to scenes: config and artifacts of those scenes only."""
+    """A read-only token for client processes, scoped to scenes: config and artifacts of those scenes only.
 
-    key = models.CharField(max_length=64, unique=True)
+    Only the sha256 of the token is stored; the token itself is shown once, when it is created."""
+
+    key = models.CharField(max_length=64, unique=True, help_text="sha256 of the token (the token is never stored).")
+    hint = models.CharField(max_length=16, blank=True, help_text="The token's first characters, to recognise it.")
     name = models.CharField(max_length=100)
     scenes = models.ManyToManyField(Scene, related_name="client_tokens")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

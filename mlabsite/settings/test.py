@@ -28,6 +28,10 @@ REDIS_URL = _redis_url_for_worker(REDIS_URL)
 # Lets two checkouts run their suites against one MariaDB at the same time (CI needs neither).
 if os.environ.get("MLAB_TEST_DATABASE_NAME"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ["MLAB_TEST_DATABASE_NAME"]
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory: tests that start real server processes share the test database with them. One file
+    # per test run (Django deletes it at the end), so that two runs in one checkout do not collide.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(VAR_DIR / f"test-{os.getpid()}.sqlite3")
 CACHES["default"]["LOCATION"] = REDIS_URL
 RQ_QUEUES["default"]["URL"] = REDIS_URL
 # Tests build their own demo warehouse instead of touching the one `make run` serves.

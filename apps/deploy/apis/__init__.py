@@ -1,0 +1,1 @@
+"""The deploy API: DRF views for people and programs (scenes.py), async views for clients (client.py)."""

@@ -1,0 +1,106 @@
+"""Who may read a scene's config and artifacts, for the client-facing endpoints; refusals as JSON answers."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
+
+from asgiref.sync import sync_to_async
+from django.http import JsonResponse
+
+from ..auth import NotAuthenticated, reader_from_header
+from ..models import Scene
+from ..selectors import NOT_CACHED, client_token_scenes, client_token_scenes_cached
+from ..services.scenes import CLIENT_TOKEN_PREFIX, client_token_digest
+
+_in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, asyncio.Future]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def coalesce(key: Hashable, work: Callable[[], Awaitable]):
+    """Run ``work()`` once for every caller asking for ``key`` meanwhile: after a restart a thousand polls miss
+    the same cache at once, and must not become a thousand database connections."""
+    loop = asyncio.get_running_loop()
+    running = _in_flight.setdefault(loop, {})
+    task = running.get(key)
+    if task is None:
+        task = running[key] = asyncio.ensure_future(work())
+        task.add_done_callback(lambda _: running.pop(key, None))
+    # A caller that goes away (cancelled) leaves the work running for the others.
+    return await asyncio.shield(task)
+
+
+class Refused(Exception):
+    """An answer other than the resource: ``status``, a JSON ``payload`` and extra ``headers``."""
+
+    def __init__(self, status: int, detail: str | dict, **headers: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.payload = detail if isinstance(detail, dict) else {"detail": detail}
+        self.headers = headers
+
+    def response(self) -> JsonResponse:
+        return JsonResponse(self.payload, status=self.status, headers=self.headers)
+
+
+def unauthenticated(message: str) -> Refused:
+    return Refused(401, message, **{"WWW-Authenticate": "Token"})
+
+
+def readable_scene(header: str | None, name: str) -> Scene:
+    """The scene, if the caller may read it: an owner (user token) or a client token of that scene."""
+    try:
+        reader = reader_from_header(header)
+    except NotAuthenticated as exc:
+        raise unauthenticated(str(exc)) from None
+    scene = Scene.objects.filter(name=name).first()
+    if reader.is_client:
+        if scene is None or not reader.in_scope(scene):
+            raise Refused(403, f"This client token cannot read scene {name!r}.")
+    elif scene is None or not reader.owns(scene):
+        raise Refused(404, "No such scene.")
+    return scene
+
+
+def client_key(header: str | None) -> str | None:
+    scheme, _, key = (header or "").partition(" ")
+    key = key.strip()
+    return key if scheme.lower() == "token" and key.startswith(CLIENT_TOKEN_PREFIX) else None
+
+
+def _scope_refusal(scenes: frozenset[str] | None, name: str) -> Refused | None:
+    if scenes is None:
+        return unauthenticated("Invalid token.")
+    if name not in scenes:
+        return Refused(403, f"This client token cannot read scene {name!r}.")
+    return None
+
+
+def authorize(header: str | None, name: str) -> None:
+    """Raise Refused unless the caller may read the scene. Client tokens, the hot path of every poll, are
+    answered from the process's short-lived cache of token scopes; user tokens check ownership in the
+    database."""
+    key = client_key(header)
+    if key is None:
+        readable_scene(header, name)
+        return
+    refusal = _scope_refusal(client_token_scenes(digest=client_token_digest(key)), name)
+    if refusal is not None:
+        raise refusal
+
+
+async def authorize_async(header: str | None, name: str, *, run_sync=sync_to_async) -> None:
+    """``authorize`` for async callers; ``run_sync`` runs the database part (only on a cache miss)."""
+    key = client_key(header)
+    if key is None:
+        await run_sync(readable_scene)(header, name)
+        return
+    digest = client_token_digest(key)
+    scenes = client_token_scenes_cached(digest)
+    if scenes is NOT_CACHED:
+        scenes = await coalesce(("client-token", digest), lambda: run_sync(client_token_scenes)(digest=digest))
+    refusal = _scope_refusal(scenes, name)
+    if refusal is not None:
+        raise refusal

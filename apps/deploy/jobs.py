@@ -1,0 +1,18 @@
+"""RQ jobs of the deploy app: ids in, idempotent, JSON results."""
+
+from __future__ import annotations
+
+from .services import publication_sweep, scene_publish
+
+
+def publish_scene(scene_id: int) -> dict:
+    """Publish the scene's newest deployment (nothing to do when it is already published), then enqueue any
+    other scene left behind (its job lost, e.g. with a Redis restart)."""
+    result = scene_publish(scene_id=scene_id).as_dict()
+    result["swept"] = [other for other in publication_sweep() if other != scene_id]
+    return result
+
+
+def sweep_publications() -> list[int]:
+    """Enqueue publication of scenes whose newest deployment is not published yet."""
+    return publication_sweep()

@@ -1,0 +1,14 @@
+"""The one signal receiver the design asks for: a new Deployment is published once its transaction commits."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.db import transaction
+
+
+def deployment_saved(sender, instance, created: bool, raw: bool = False, using: str = "default", **kwargs) -> None:
+    if created and not raw:
+        from .services import enqueue_publication
+
+        transaction.on_commit(partial(enqueue_publication, instance.scene_id), using=using)

@@ -1,0 +1,76 @@
+"""Scenes and the client tokens that read them."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from functools import partial
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from ..models import ClientToken, ConfigEntry, Scene
+
+CLIENT_TOKEN_PREFIX = "mlc_"
+
+
+@transaction.atomic
+def scene_create(*, name: str, description: str = "", owners: Iterable = (), user=None) -> Scene:
+    """Create a scene with a fresh bucketing salt and an empty config row. ``user`` (the creator) becomes an
+    owner along with ``owners``. Raises ValidationError naming the field (e.g. a name already taken)."""
+    scene = Scene(name=name, description=description, salt=secrets.token_hex(8))
+    scene.full_clean()
+    scene.save()
+    everyone = {owner.pk: owner for owner in owners}
+    if user is not None:
+        everyone[user.pk] = user
+    scene.owners.set(everyone.values())
+    entry = ConfigEntry(scene=scene)
+    entry.full_clean()
+    entry.save()
+    return scene
+
+
+@transaction.atomic
+def scene_update(*, scene: Scene, description: str, owners: Iterable) -> Scene:
+    """Change what may change after creation: the description and the owners (at least one)."""
+    owners = list(owners)
+    if not owners:
+        raise ValidationError({"owners": ["A scene needs at least one owner."]})
+    scene.description = description
+    scene.full_clean()
+    scene.save(update_fields=["description"])
+    scene.owners.set(owners)
+    return scene
+
+
+def client_token_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@transaction.atomic
+def client_token_create(*, name: str, scenes: Iterable[Scene], user=None) -> tuple[ClientToken, str]:
+    """Create a read-only client token for ``scenes``. Returns the row and the token itself, which is not
+    stored (only its sha256 is) and so can be shown only now."""
+    scenes = list(scenes)
+    if not scenes:
+        raise ValidationError({"scenes": ["A client token needs at least one scene."]})
+    key = CLIENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ClientToken(key=client_token_digest(key), hint=key[:10], name=name, created_by=user)
+    token.full_clean()
+    token.save()
+    token.scenes.set(scenes)
+    return token, key
+
+
+@transaction.atomic
+def client_token_revoke(*, token: ClientToken) -> None:
+    """Delete a client token. This process forgets it at once; other processes within
+    ``selectors.CLIENT_TOKEN_CACHE_SECONDS``."""
+    from ..selectors import client_token_forget
+
+    digest = token.key
+    token.delete()
+    client_token_forget(digest)
+    transaction.on_commit(partial(client_token_forget, digest))  # in case a request cached it meanwhile

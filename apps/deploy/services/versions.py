@@ -1,0 +1,66 @@
+"""Model versions: a succeeded run registered into a scene, numbered 1, 2, 3… (never reused)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from apps.training.models import TrainingRun
+
+from ..artifacts import artifact_read
+from ..models import ModelVersion, Scene
+from ..scoring import ModelFormatError, onnx_metadata
+
+
+@transaction.atomic
+def model_version_register_or_get(*, run: TrainingRun, scene: Scene, user) -> tuple[ModelVersion, bool]:
+    """Register ``run`` as the scene's next version; the existing version when the run is already registered
+    there (then the bool is False). The number comes from the scene's counter under a row lock, so concurrent
+    registrations never share or reuse a number. Raises ValidationError on ``run`` unless it succeeded with
+    an artifact (and, for ONNX, a readable model)."""
+    existing = ModelVersion.objects.filter(scene=scene, run=run).first()
+    if existing is not None:
+        return existing, False
+    run = TrainingRun.objects.select_related("artifact").get(pk=run.pk)
+    if run.status != TrainingRun.Status.SUCCEEDED:
+        raise ValidationError(
+            {"run": [f"Run {run.pk} has status {run.status}; only a succeeded run can become a model version."]}
+        )
+    artifact = run.artifact
+    if artifact is None:
+        raise ValidationError({"run": [f"Run {run.pk} succeeded but stored no model artifact."]})
+    signature: list = []
+    if artifact.format == "onnx":
+        try:
+            _, signature = onnx_metadata(artifact_read(artifact))
+        except ModelFormatError as exc:
+            raise ValidationError({"run": [f"Run {run.pk}: {exc}."]}) from exc
+    # Numbering happens under the scene's row lock; a concurrent registration of the same run is seen here.
+    scene = Scene.objects.select_for_update().get(pk=scene.pk)
+    existing = ModelVersion.objects.filter(scene=scene, run=run).first()
+    if existing is not None:
+        return existing, False
+    scene.last_version += 1
+    scene.full_clean()
+    scene.save(update_fields=["last_version"])
+    version = ModelVersion(
+        scene=scene,
+        version=scene.last_version,
+        run=run,
+        artifact=artifact,
+        format=artifact.format,
+        size=artifact.size,
+        sha256=artifact.sha256,
+        metrics=run.metrics or {},
+        signature=signature,
+        created_by=user,
+    )
+    version.full_clean()
+    version.save()
+    return version, True
+
+
+def model_version_register(*, run: TrainingRun, scene: Scene, user) -> ModelVersion:
+    """Register ``run`` as the next version of ``scene`` (idempotent per run: registering it again returns
+    the existing version). See ``model_version_register_or_get``."""
+    return model_version_register_or_get(run=run, scene=scene, user=user)[0]

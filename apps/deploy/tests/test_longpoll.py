@@ -1,0 +1,66 @@
+"""The ASGI door for long polls: what it answers itself and what it leaves to Django."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from apps.deploy.longpoll import LongPollRouter
+
+
+def _scope(path="/api/v1/config/ctr/", query=b"wait=5", headers=None, scheme="http"):
+    headers = {"host": "127.0.0.1", "if-none-match": '"x"', **(headers or {})}
+    return {
+        "type": "http",
+        "method": "GET",
+        "scheme": scheme,
+        "path": path,
+        "root_path": "",
+        "query_string": query,
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items() if v is not None],
+    }
+
+
+def _route(scope) -> str:
+    """'django' when the request is handed to Django, 'door' when the door answers it."""
+    handed = []
+
+    async def django(scope, receive, send):
+        handed.append(scope)
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(LongPollRouter(django)(scope, receive, send))
+    return "django" if handed else "door"
+
+
+@pytest.mark.parametrize(
+    ("scope", "route"),
+    [
+        (_scope(), "door"),
+        (_scope(query=b""), "django"),  # a plain poll
+        (_scope(headers={"if-none-match": None}), "django"),  # nothing to compare with: answered at once
+        (_scope(path="/api/v1/scenes/"), "django"),
+        (_scope(headers={"host": "evil.example.com"}), "django"),  # Django refuses the host
+    ],
+    ids=["long-poll", "plain-poll", "no-etag", "other-route", "bad-host"],
+)
+def test_what_the_door_answers(settings, scope, route):
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    assert _route(scope) == route
+
+
+def test_requests_django_would_redirect_to_https_go_to_django(settings):
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert _route(_scope()) == "django"
+    assert _route(_scope(headers={"x-forwarded-proto": "https"})) == "door"
+    assert _route(_scope(scheme="https")) == "door"

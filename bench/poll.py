@@ -1,0 +1,117 @@
+"""Benchmark: the authenticated config endpoint (200 and 304 paths, client token) against a bare Django view
+returning the same JSON, under gunicorn, in the same run. Target: ratio ≥ 0.8.
+
+    python -m bench.poll [--seconds 3] [--rounds 3] [--threads 4]
+
+Measured with gunicorn's sync worker (WSGI: the async view runs through async_to_sync) and with gunicorn
+running uvicorn's worker (ASGI, as `make run` serves), one worker process each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import sys
+import threading
+import time
+
+from bench.deploy_site import BenchSite, free_port
+
+
+def hammer(port: int, path: str, headers: dict, *, seconds: float, threads: int, expect: int) -> float:
+    """Requests per second from ``threads`` clients for ``seconds`` (keep-alive when the server allows)."""
+    counts = [0] * threads
+    failures = []
+    stop_at = time.monotonic() + seconds
+
+    def client(slot: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while time.monotonic() < stop_at:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != expect:
+                failures.append(response.status)
+                return
+            counts[slot] += 1
+            if response.will_close:
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.close()
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if failures:
+        raise RuntimeError(f"{path}: expected {expect}, got {failures[0]}")
+    return sum(counts) / (time.monotonic() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    site = BenchSite(settings_module="bench.poll_settings")
+    try:
+        seeded = site.seed(artifacts=[os.urandom(2048), os.urandom(2048)], fmt="bin")
+        from apps.deploy.models import ConfigEntry
+        from apps.deploy.services import deployment_create, scene_publish
+
+        scene = seeded["scene"]
+        deployment_create(scene=scene, splits=[{"version": 1, "weight": 90}, {"version": 2, "weight": 10}], user=None)
+        scene_publish(scene_id=scene.pk)
+        entry = ConfigEntry.objects.get(scene=scene)
+        from apps.deploy.configs import config_body
+
+        body_path = site.var_dir / "bare.json"
+        body_path.write_bytes(config_body(entry.content))
+        env = site.env(DJANGO_SETTINGS_MODULE="bench.poll_settings", BENCH_BARE_BODY=str(body_path))
+        auth = {"Authorization": f"Token {seeded['client_key']}"}
+        cases = {
+            "bare view": (f"/bench/bare/{scene.name}/", {}, 200),
+            "config 200": (f"/api/v1/config/{scene.name}/", auth, 200),
+            "config 304": (f"/api/v1/config/{scene.name}/", {**auth, "If-None-Match": entry.etag}, 304),
+        }
+        print(
+            f"config {len(body_path.read_bytes())} bytes; {args.threads} client threads, {args.rounds}×{args.seconds}s"
+        )
+        ok = True
+        for label, worker_class, app in (
+            ("gunicorn sync worker (WSGI)", "sync", "mlabsite.wsgi:application"),
+            ("gunicorn + uvicorn worker (ASGI)", "uvicorn.workers.UvicornWorker", "mlabsite.asgi:application"),
+        ):
+            port = free_port()
+            command = [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", worker_class]
+            command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]
+            site.start(command, port=port, env=env)
+            for path, headers, expect in cases.values():  # warm up
+                hammer(port, path, headers, seconds=0.5, threads=args.threads, expect=expect)
+            rates = {name: 0.0 for name in cases}
+            for _ in range(args.rounds):  # interleaved, so that drift hits every case alike
+                for name, (path, headers, expect) in cases.items():
+                    rates[name] += hammer(
+                        port, path, headers, seconds=args.seconds, threads=args.threads, expect=expect
+                    )
+            rates = {name: rate / args.rounds for name, rate in rates.items()}
+            print(f"\n{label}")
+            for name, rate in rates.items():
+                print(f"  {name:<12} {rate:8.0f} req/s")
+            for name in ("config 200", "config 304"):
+                ratio = rates[name] / rates["bare view"]
+                ok &= ratio >= 0.8
+                print(f"  ratio {name} / bare view: {ratio:.2f} (target ≥ 0.8)")
+            site.processes.pop().terminate()
+        return 0 if ok else 1
+    finally:
+        site.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
