@@ -90,9 +90,15 @@ class TrainingRun(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     stage = models.CharField(max_length=64, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
-    metrics = models.JSONField(null=True, blank=True)
+    metrics = models.JSONField(null=True, blank=True, help_text="Headline metrics of the held-out split.")
+    report = models.JSONField(
+        null=True, blank=True, help_text="The trainer's report: ROC points, feature importance, parity, timings…"
+    )
     error = models.TextField(blank=True, help_text="Why the run failed, in plain words.")
     external_job_id = models.CharField(max_length=128, blank=True, help_text="The PAI training job id.")
+    transfer_fence = models.BigIntegerField(
+        default=0, help_text="Fencing token of the last transfer of a PAI job's model into Mlab (only grows)."
+    )
     rq_job_id = models.CharField(max_length=64, blank=True)
     cancel_requested = models.BooleanField(default=False)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 
 from .datasources import Schema, engine_for, schema_cache_key
-from .models import DataSource
+from .models import DataSource, TrainingRun
 from .services import datasource_schema_refresh
 
 
@@ -71,3 +71,18 @@ def sample_fetch(*, prepared):
         chunk_rows=sample["chunk_rows"],
         timeout=sample["timeout_seconds"],
     )
+
+
+def run_list(*, user) -> QuerySet[TrainingRun]:
+    """Runs ``user`` may see: their own (superusers see every run)."""
+    qs = TrainingRun.objects.select_related("template", "datasource", "owner")
+    return qs if user.is_superuser else qs.filter(owner=user)
+
+
+def run_get(*, user, run_id: int) -> TrainingRun:
+    """Raises TrainingRun.DoesNotExist when the run does not exist or is not ``user``'s."""
+    return run_list(user=user).get(pk=run_id)
+
+
+def run_events(*, run: TrainingRun, after_id: int = 0, limit: int = 500) -> list:
+    return list(run.events.filter(id__gt=after_id).order_by("id")[:limit])

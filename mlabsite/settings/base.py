@@ -122,8 +122,9 @@ RQ_SERIALIZER = "rq.serializers.JSONSerializer"  # jobs take ids only; JSON keep
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600, "SERIALIZER": RQ_SERIALIZER},
 }
-# Our services register enqueueing with transaction.on_commit themselves.
-RQ = {"COMMIT_MODE": "auto"}
+# Our services register enqueueing with transaction.on_commit themselves. The worker class closes database
+# connections around jobs and reaps runs whose worker died (apps/training/worker.py).
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "apps.training.worker.MlabWorker"}
 
 # --- Auth, i18n, static -----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -208,3 +209,10 @@ MLAB_PAI_CONNECT_TIMEOUT = env.float("MLAB_PAI_CONNECT_TIMEOUT", default=5.0)
 MLAB_PAI_READ_TIMEOUT = env.float("MLAB_PAI_READ_TIMEOUT", default=30.0)
 MLAB_PAI_MAX_RETRIES = env.int("MLAB_PAI_MAX_RETRIES", default=4)
 MLAB_PAI_BACKOFF = env.float("MLAB_PAI_BACKOFF", default=0.5)
+MLAB_PAI_POLL_SECONDS = env.float("MLAB_PAI_POLL_SECONDS", default=5.0)
+# Where the pai engine writes a run's sample for the job's input channel (a file URI the emulator reads).
+MLAB_PAI_DATA_DIR = Path(env.str("MLAB_PAI_DATA_DIR", default=str(VAR_DIR / "pai")))
+MLAB_PAI_OUTPUT_URI = env.str("MLAB_PAI_OUTPUT_URI", default="oss://mlab/runs/{run}/output/")
+
+# --- Training -------------------------------------------------------------------------------------
+MLAB_TRAINING_TIMEOUT_SECONDS = env.int("MLAB_TRAINING_TIMEOUT_SECONDS", default=3 * 3600)

@@ -1,3 +1,3 @@
 """Admin of the training app. Each module registers its pages."""
 
-from . import datasources  # noqa: F401  (registration side effect)
+from . import datasources, runs  # noqa: F401  (registration side effect)

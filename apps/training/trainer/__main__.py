@@ -1,6 +1,8 @@
-"""``python -m apps.training.trainer --payload payload.json --input sample.npz --output DIR``
+"""``python -m apps.training.trainer (--payload payload.json | --hyperparameters hp.json) --input sample.npz
+--output DIR``
 
-What a PAI job runs, and what the local engine can run in a subprocess: writes DIR/model.onnx, then
+A PAI job passes its hyper-parameters (``/ml/input/config/hyperparameters.json``), which
+``apps.training.pai.hyperparameters`` turns back into exactly the payload a local run gets. What a PAI job runs, and what the local engine can run in a subprocess: writes DIR/model.onnx, then
 DIR/report.json (each atomically, the report last, so a complete report means a complete run); prints
 progress as JSON lines ``{"stage", "percent", "message"}`` on stdout. On failure nothing is written, the
 plain reason is on stderr and the exit status is 1 (the data or the payload), 2 (the command line or an
@@ -49,14 +51,21 @@ def _fail(message: str, status: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m apps.training.trainer", description=__doc__.splitlines()[0])
-    parser.add_argument("--payload", required=True, type=Path, help="the training payload (JSON)")
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--payload", type=Path, help="the training payload (JSON)")
+    given.add_argument("--hyperparameters", type=Path, help="a PAI job's hyperparameters.json")
     parser.add_argument("--input", required=True, type=Path, help="the sample (.npz written by save_sample)")
     parser.add_argument("--output", required=True, type=Path, help="directory for model.onnx and report.json")
     args = parser.parse_args(argv)
+    source = args.payload or args.hyperparameters
     try:
-        payload = json.loads(args.payload.read_text(encoding="utf-8"))
+        payload = json.loads(source.read_text(encoding="utf-8"))
+        if args.hyperparameters:
+            from apps.training.pai.hyperparameters import from_hyperparameters  # pure Python, no Django
+
+            payload = from_hyperparameters(payload)
     except (OSError, ValueError) as exc:
-        return _fail(f"Cannot read the payload {args.payload}: {exc}", EXIT_INPUT)
+        return _fail(f"Cannot read the payload {source}: {exc}", EXIT_INPUT)
     try:
         sample = load_sample(args.input)
     except (OSError, ValueError, KeyError) as exc:

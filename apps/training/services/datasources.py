@@ -7,8 +7,8 @@ from typing import Any
 from django.core.cache import cache
 from django.db import transaction
 
-from .datasources import SCHEMA_CACHE_SECONDS, Schema, engine_for, schema_cache_key
-from .models import DataSource
+from ..datasources import SCHEMA_CACHE_SECONDS, Schema, engine_for, schema_cache_key
+from ..models import DataSource
 
 
 @transaction.atomic

@@ -1,0 +1,226 @@
+"""The PAI engine: read the sample, submit a CreateTrainingJob, poll with re-enqueued RQ jobs (no worker
+waits for the training), stop on cancel, and transfer the trained model into Mlab once.
+
+The job PAI runs is Mlab's trainer (``python -m apps.training.trainer --hyperparameters …``), so a PAI run
+produces the same artifact as a local one. The sample reaches the job through its input channel: a file URI
+that the PAI emulator reads; the real service reads ``oss://`` (uploading needs the OSS SDK, not shipped).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.deploy.artifacts import artifact_store
+from apps.deploy.locks import LockNotAcquired, RedisLock, fenced_update
+from apps.training import trainer
+from apps.training.datasources import DataSourceError
+from apps.training.heartbeat import Heartbeat
+from apps.training.models import TrainingRun
+from apps.training.pai.client import PaiClient, PaiConfigurationError, PaiError, PaiRefused
+from apps.training.pai.request import JobSettings, create_job_body
+from apps.training.pai.statuses import CANCELLED, FAILED, SUCCEEDED, job_state
+from apps.training.services import runs as run_services
+
+from .sample import fetch_run_sample, trainer_sample
+
+logger = logging.getLogger(__name__)
+Status = TrainingRun.Status
+
+# Progress while PAI works: submitted 15 %, then each PAI status a step further; the transfer is 95 %.
+PAI_PROGRESS = {"Creating": 18, "Created": 20, "Initializing": 25, "Submitted": 30, "Running": 50}
+MAX_POLL_FAILURES = 20
+
+
+def _client() -> PaiClient:
+    return PaiClient.from_settings(settings)
+
+
+def plain_pai_error(error: Exception) -> str:
+    if isinstance(error, PaiConfigurationError):
+        return f"PAI is not configured on this Mlab server: {error}"
+    if isinstance(error, PaiRefused):
+        return f"PAI refused the request: {error}"
+    if isinstance(error, PaiError):
+        return f"PAI could not be reached: {error}"
+    return str(error)
+
+
+def _input_path(run_id: int) -> Path:
+    directory = Path(settings.MLAB_PAI_DATA_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"run-{run_id}-sample.npz"
+
+
+def submit(run: TrainingRun) -> None:
+    """Read the sample, create the PAI job (idempotently: a label carries the run id) and schedule the poll."""
+    from apps.training.jobs import schedule_pai_poll
+
+    with Heartbeat(run.pk) as beat:
+        if not beat.claimed:
+            return
+        run.refresh_from_db()
+        if run.is_finished:
+            return
+        if run.status == Status.QUEUED and not run_services.training_run_start(run.pk, stage="sampling"):
+            return
+        if run.external_job_id:  # submitted by an earlier delivery: just make sure someone polls it
+            schedule_pai_poll(run.pk)
+            return
+        try:
+            client = _client()
+            run_services.training_run_progress(run.pk, stage="sampling", progress=2, message="Reading the sample")
+            sample = fetch_run_sample(run)
+            path = _input_path(run.pk)
+            trainer.save_sample(path, trainer_sample(sample))
+            run_services.training_run_log(run.pk, f"Sample read: {len(sample):,} rows.", stage="sampling")
+            del sample
+            body = create_job_body(
+                run_id=run.pk,
+                payload=run.payload,
+                input_uri=path.as_uri(),
+                output_uri=settings.MLAB_PAI_OUTPUT_URI.format(run=run.pk),
+                settings=JobSettings.from_settings(settings),
+            )
+            created = client.create_training_job(body)
+        except DataSourceError as error:
+            run_services.training_run_fail(run.pk, error=f"The sample could not be read from the data source: {error}")
+            return
+        except PaiError as error:
+            run_services.training_run_fail(run.pk, error=plain_pai_error(error))
+            return
+        TrainingRun.objects.filter(pk=run.pk).update(external_job_id=created.job_id)
+        how = "found the job an earlier attempt created" if created.reused else "created"
+        run_services.training_run_log(run.pk, f"PAI job {created.job_id} {how}.", stage="submitted")
+        run_services.training_run_progress(run.pk, stage="submitted to PAI", progress=15)
+        schedule_pai_poll(run.pk)
+
+
+def poll(run_id: int) -> None:
+    """One look at the PAI job; schedules the next one unless the run ended. Safe to run twice."""
+    from apps.training.jobs import clear_pai_poll, pai_poll_failures, schedule_pai_poll
+
+    run = TrainingRun.objects.select_related("datasource").filter(pk=run_id).first()
+    if run is None or run.is_finished or not run.external_job_id:
+        clear_pai_poll(run_id)
+        return
+    try:
+        client = _client()
+        job = client.get_training_job(run.external_job_id)
+        if run.cancel_requested and job.get("Status") not in ("Succeed", "Failed", "Terminated"):
+            client.stop_training_job(run.external_job_id)
+    except PaiRefused as error:
+        run_services.training_run_fail(run_id, error=plain_pai_error(error))
+        clear_pai_poll(run_id)
+        return
+    except PaiError as error:
+        failures = pai_poll_failures(run_id, increment=True)
+        if failures >= MAX_POLL_FAILURES:
+            run_services.training_run_fail(run_id, error=plain_pai_error(error) + f" ({failures} polls in a row).")
+            clear_pai_poll(run_id)
+            return
+        run_services.training_run_log(run_id, f"{plain_pai_error(error)} Trying again.", level="warning")
+        schedule_pai_poll(run_id, backoff=failures)
+        return
+    pai_poll_failures(run_id, reset=True)
+    status, stage, error = job_state(job)
+    if status == SUCCEEDED:
+        transfer(run, job)
+        clear_pai_poll(run_id)
+    elif status == FAILED:
+        run_services.training_run_fail(run_id, error=error, stage=stage)
+        clear_pai_poll(run_id)
+    elif status == CANCELLED:
+        message = "Cancelled; the PAI job was stopped." if run.cancel_requested else error
+        if run.cancel_requested:
+            run_services.training_run_mark_cancelled(run_id, message=message)
+        else:
+            run_services.training_run_fail(run_id, error=message, stage=stage)
+        clear_pai_poll(run_id)
+    else:
+        run_services.training_run_progress(
+            run_id, stage=stage, progress=PAI_PROGRESS.get(job.get("Status"), 50), message=stage
+        )
+        schedule_pai_poll(run_id)
+
+
+def stop(run_id: int) -> None:
+    """Ask PAI to stop the run's job (the poll sees Terminated and marks the run cancelled)."""
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None or run.is_finished or not run.external_job_id:
+        return
+    try:
+        _client().stop_training_job(run.external_job_id)
+    except PaiError as error:
+        run_services.training_run_log(run_id, f"Stopping the PAI job failed: {plain_pai_error(error)}", level="warning")
+
+
+def _output_file(job: dict, name: str) -> str:
+    base = (job.get("OutputModel") or {}).get("Uri") or ""
+    if not base:
+        raise PaiError("PAI reported success but no model output location.")
+    return base.rstrip("/") + "/" + name
+
+
+def transfer(run: TrainingRun, job: dict) -> None:
+    """Bring the job's model into Mlab exactly once, however many servers poll: a per-run lock, and a fenced
+    write that a paused (stale) holder cannot make after a newer one."""
+    try:
+        with RedisLock(f"transfer:run:{run.pk}", timeout=60) as lease:
+            run.refresh_from_db()
+            if run.is_finished:
+                return
+            run_services.training_run_progress(
+                run.pk, stage="transferring", progress=95, message="Copying the trained model from PAI"
+            )
+            client = _client()
+            with tempfile.TemporaryDirectory(prefix=f"mlab-pai-{run.pk}-") as tmp:
+                model_path = client.download_output(_output_file(job, "model.onnx"), Path(tmp) / "model.onnx")
+                report_path = client.download_output(_output_file(job, "report.json"), Path(tmp) / "report.json")
+                onnx_bytes = model_path.read_bytes()
+                report = json.loads(report_path.read_text(encoding="utf-8"))
+            _check_artifact(onnx_bytes, report)
+            with transaction.atomic():
+                artifact = artifact_store(onnx_bytes, format="onnx")
+                written = fenced_update(
+                    TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING),
+                    fence_field="transfer_fence",
+                    fence=lease.fence,
+                    status=Status.SUCCEEDED,
+                    stage="done",
+                    progress=100,
+                    artifact=artifact,
+                    metrics=dict(report.get("metrics", {})),
+                    report=report,
+                    finished_at=timezone.now(),
+                )
+            if written:
+                run_services.training_run_log(run.pk, "Succeeded on PAI; the model was transferred.", stage="done")
+    except LockNotAcquired:
+        from apps.training.jobs import schedule_pai_poll
+
+        schedule_pai_poll(run.pk)  # another server is transferring; look again shortly
+    except (PaiError, ValueError, OSError) as error:
+        run_services.training_run_fail(
+            run.pk, error=f"The job succeeded on PAI but its model could not be transferred: {error}"
+        )
+
+
+def _check_artifact(onnx_bytes: bytes, report: dict) -> None:
+    """A transferred model must be what the trainer writes: the contract's metadata and a passed parity check."""
+    import onnx
+
+    from mlab_client.contract import META_SIGNATURE
+
+    model = onnx.load_from_string(onnx_bytes)
+    if META_SIGNATURE not in {p.key for p in model.metadata_props}:
+        raise ValueError("the model has no Mlab signature")
+    parity = report.get("parity") or {}
+    if not parity.get("max_abs_diff", float("inf")) <= parity.get("tolerance", 0):
+        raise ValueError("the report does not show a passed parity check")

@@ -1,0 +1,229 @@
+"""Writes of training runs: create, cancel, retry, and the state changes the engines report.
+
+Status moves only forward: queued → running → succeeded | failed | cancelled. Every change that ends a run
+is a conditional UPDATE on the status it leaves, so two workers (RQ delivers at least once) or a worker and a
+reaper can never both finish the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.templates.models import AlgorithmTemplate
+
+from ..models import DataSource, TrainingRun, TrainingRunEvent
+
+logger = logging.getLogger(__name__)
+Status = TrainingRun.Status
+ACTIVE = (Status.QUEUED, Status.RUNNING)
+# A running local run whose heartbeat is older than this lost its worker (kill -9, out of memory).
+HEARTBEAT_GRACE = timedelta(seconds=60)
+WORKER_DIED = (
+    "The worker running this training stopped before it finished (it was killed or ran out of memory). "
+    "Nothing was saved. Relaunch the run to try again."
+)
+
+
+def training_run_log(run: TrainingRun | int, message: str, *, level: str = "info", stage: str = "", data=None) -> None:
+    """Append one line to the run's log (its events)."""
+    TrainingRunEvent.objects.create(
+        run_id=run if isinstance(run, int) else run.pk, level=level, stage=stage, message=message, data=data
+    )
+
+
+@transaction.atomic
+def training_run_create(
+    *,
+    template: AlgorithmTemplate,
+    params: Mapping[str, Any],
+    engine: str,
+    datasource: DataSource,
+    user,
+    retry_of: TrainingRun | None = None,
+) -> TrainingRun:
+    """Validate the parameters, generate the sample SQL and the payload, record the run and enqueue it once
+    the transaction commits. Raises RunParamsInvalid or ValidationError (naming the field) on bad input."""
+    from ..launch import prepare_launch  # launch reads the allow-list through selectors, which use services
+
+    prepared = prepare_launch(template=template, params=params, datasource=datasource, engine=engine)
+    run = TrainingRun(
+        template=template,
+        owner=user,
+        engine=engine,
+        datasource=datasource,
+        params=prepared.masked,
+        payload=prepared.payload,
+        sql=prepared.sql,
+        status=Status.QUEUED,
+        stage="queued",
+        retry_of=retry_of,
+    )
+    run.full_clean()
+    run.save()
+    how = "the local engine" if engine == TrainingRun.Engine.LOCAL else "PAI"
+    training_run_log(run, f"Queued for {how} by {user.get_username()}.", stage="queued")
+    from ..jobs import enqueue_training_run
+
+    transaction.on_commit(partial(enqueue_training_run, run.pk))
+    return run
+
+
+def training_run_params_for_retry(run: TrainingRun) -> dict[str, dict[str, Any]]:
+    """The run's parameters as a new launch takes them: secrets were never kept, so they start empty."""
+    from apps.templates.validation import template_specs
+
+    params = {key: dict(values) for key, values in run.params.items()}
+    for spec in template_specs(run.template):
+        for param in spec.node_type.params:
+            if param.secret and spec.key in params:
+                params[spec.key].pop(param.name, None)
+    return params
+
+
+def training_run_retry(*, run: TrainingRun, user) -> TrainingRun:
+    """Launch a new run with the same template, data source, engine and parameters."""
+    return training_run_create(
+        template=run.template,
+        params=training_run_params_for_retry(run),
+        engine=run.engine,
+        datasource=run.datasource,
+        user=user,
+        retry_of=run,
+    )
+
+
+@transaction.atomic
+def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
+    """Cancel a run. A queued run is cancelled at once; a running one is asked to stop, and its engine
+    stops at the next stage boundary (local) or stops the PAI job. A finished run is left as it is."""
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if run.is_finished:
+        return run
+    if run.status == Status.QUEUED:
+        training_run_finish(run.pk, status=Status.CANCELLED, stage="cancelled", error="", expected=(Status.QUEUED,))
+        training_run_log(run, f"Cancelled by {user.get_username()} before it started.", stage="cancelled")
+    else:
+        TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True, updated_at=timezone.now())
+        training_run_log(run, f"Cancellation requested by {user.get_username()}.", stage=run.stage)
+        if run.engine == TrainingRun.Engine.PAI and run.external_job_id:
+            from ..jobs import enqueue_pai_stop
+
+            transaction.on_commit(partial(enqueue_pai_stop, run.pk))
+    run.refresh_from_db()
+    return run
+
+
+def training_run_start(run_id: int, *, stage: str) -> bool:
+    """queued → running. False when the run is no longer queued (cancelled, or another delivery started it)."""
+    now = timezone.now()
+    started = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, stage=stage, progress=1, started_at=now, updated_at=now
+    )
+    return bool(started)
+
+
+def training_run_progress(run_id: int, *, stage: str, progress: int, message: str = "") -> None:
+    """Record the stage and percentage of a running run (and log the stage's message when it changes)."""
+    changed = (
+        TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING)
+        .exclude(stage=stage)
+        .update(stage=stage, progress=progress, updated_at=timezone.now())
+    )
+    if not changed:
+        TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+            progress=progress, updated_at=timezone.now()
+        )
+    elif message:
+        training_run_log(run_id, message, stage=stage)
+
+
+def training_run_cancel_requested(run_id: int) -> bool:
+    return TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists()
+
+
+def training_run_finish(
+    run_id: int,
+    *,
+    status: str,
+    stage: str,
+    error: str = "",
+    expected: tuple[str, ...] = ACTIVE,
+    **fields: Any,
+) -> bool:
+    """Move an active run to a final status (with ``fields`` such as metrics, report, artifact). Returns False
+    when the run was no longer in ``expected``: someone else finished it first, and nothing is written."""
+    now = timezone.now()
+    values = {"status": status, "stage": stage, "error": error, "finished_at": now, "updated_at": now, **fields}
+    if status == Status.SUCCEEDED:
+        values["progress"] = 100
+    return bool(TrainingRun.objects.filter(pk=run_id, status__in=expected).update(**values))
+
+
+@transaction.atomic
+def training_run_succeed(run_id: int, *, onnx_bytes: bytes, report: Mapping[str, Any]) -> bool:
+    """Store the artifact and finish the run in one transaction: either both are visible or neither."""
+    from apps.deploy.artifacts import artifact_store
+
+    artifact = artifact_store(onnx_bytes, format="onnx")
+    done = training_run_finish(
+        run_id,
+        status=Status.SUCCEEDED,
+        stage="done",
+        expected=(Status.RUNNING,),
+        artifact=artifact,
+        metrics=dict(report.get("metrics", {})),
+        report=dict(report),
+    )
+    if done:
+        metrics = report.get("metrics", {})
+        headline = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))[:300]
+        training_run_log(run_id, f"Succeeded: {headline}", stage="done")
+    return done
+
+
+def training_run_fail(run_id: int, *, error: str, stage: str = "failed") -> bool:
+    """Finish an active run as failed with a plain-words reason."""
+    done = training_run_finish(run_id, status=Status.FAILED, stage=stage, error=error)
+    if done:
+        training_run_log(run_id, error, level="error", stage=stage)
+    return done
+
+
+def training_run_mark_cancelled(run_id: int, *, message: str) -> bool:
+    done = training_run_finish(run_id, status=Status.CANCELLED, stage="cancelled")
+    if done:
+        training_run_log(run_id, message, stage="cancelled")
+    return done
+
+
+def training_runs_reap(*, now=None) -> int:
+    """Fail local runs whose worker died: running, no live heartbeat, not updated for HEARTBEAT_GRACE.
+
+    PAI runs are watched by their poll job instead: a lost poller is re-enqueued, never failed.
+    Returns how many runs were reaped or recovered.
+    """
+    from ..heartbeat import heartbeat_alive
+    from ..jobs import pai_poll_scheduled, schedule_pai_poll
+
+    now = now or timezone.now()
+    stale = TrainingRun.objects.filter(status=Status.RUNNING, updated_at__lt=now - HEARTBEAT_GRACE)
+    reaped = 0
+    for run in stale.only("pk", "engine", "external_job_id"):
+        if run.engine == TrainingRun.Engine.PAI and run.external_job_id:
+            if not pai_poll_scheduled(run.pk):
+                schedule_pai_poll(run.pk, delay=0)
+                reaped += 1
+            continue
+        if heartbeat_alive(run.pk):
+            continue
+        if training_run_fail(run.pk, error=WORKER_DIED, stage="worker stopped"):
+            logger.warning("training run %s: worker died; marked failed", run.pk)
+            reaped += 1
+    return reaped
