@@ -33,12 +33,16 @@ class BenchSite:
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
         os.environ.setdefault("MLAB_LOG_LEVEL", "WARNING")
         self.processes: list[subprocess.Popen] = []
-        import django
+        try:
+            import django
 
-        django.setup()
-        from django.core.management import call_command
+            django.setup()
+            from django.core.management import call_command
 
-        call_command("migrate", verbosity=0)
+            call_command("migrate", verbosity=0)
+        except BaseException:
+            self.close()  # the embedded Redis may already run
+            raise
 
     def seed(self, *, artifacts: list[bytes], fmt: str = "onnx") -> dict:
         """A user with a token, a scene with one version per artifact, version 1 published at 100%."""

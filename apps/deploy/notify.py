@@ -119,7 +119,14 @@ class ConfigListener:
             pubsub = client.pubsub()
             try:
                 await pubsub.psubscribe(channel_prefix(_db_of(client.connection_pool.connection_kwargs)) + "*")
-                async for message in pubsub.listen():
+                while True:
+                    # A bounded read, and a look at our own cancellation after each: redis-py's reads can
+                    # swallow a cancellation and go on waiting, which would keep the event loop from closing.
+                    message = await pubsub.get_message(timeout=1.0)
+                    if asyncio.current_task().cancelling():
+                        raise asyncio.CancelledError
+                    if message is None:
+                        continue
                     if message["type"] == "psubscribe":
                         self.subscribed.set()
                         pause = 0.1
@@ -129,17 +136,24 @@ class ConfigListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if asyncio.current_task().cancelling():
+                    raise asyncio.CancelledError from exc
                 logger.warning("config listener lost Redis (%s); reconnecting in %.1fs", exc, pause)
             finally:
                 self.subscribed.clear()
                 try:
-                    await pubsub.aclose()
-                    await client.aclose()
+                    # Bounded: closing a connection cut in the middle of a command can wait forever.
+                    await asyncio.wait_for(_close(pubsub, client), timeout=2)
                 except Exception:  # the connection is already gone; nothing to tidy
                     pass
             self._wake_all()
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+
+async def _close(pubsub, client) -> None:
+    await pubsub.aclose()
+    await client.aclose()
 
 
 _listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConfigListener] = weakref.WeakKeyDictionary()

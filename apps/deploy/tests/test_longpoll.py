@@ -23,22 +23,19 @@ def _scope(path="/api/v1/config/ctr/", query=b"wait=5", headers=None, scheme="ht
 
 
 def _route(scope) -> str:
-    """'django' when the request is handed to Django, 'door' when the door answers it."""
-    handed = []
+    """'django' when the request is handed to Django, 'door' when the door answers it (the answering itself
+    is tested against a real server in test_live.py)."""
+    routed = []
+
+    class Door(LongPollRouter):
+        async def _long_poll(self, name, headers, wait, receive, send):
+            routed.append("door")
 
     async def django(scope, receive, send):
-        handed.append(scope)
+        routed.append("django")
 
-    async def receive():
-        return {"type": "http.disconnect"}
-
-    sent = []
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(LongPollRouter(django)(scope, receive, send))
-    return "django" if handed else "door"
+    asyncio.run(Door(django)(scope, None, None))
+    return routed[0]
 
 
 @pytest.mark.parametrize(
@@ -64,3 +61,29 @@ def test_requests_django_would_redirect_to_https_go_to_django(settings):
     assert _route(_scope()) == "django"
     assert _route(_scope(headers={"x-forwarded-proto": "https"})) == "door"
     assert _route(_scope(scheme="https")) == "door"
+
+
+@pytest.mark.django_db
+def test_a_client_gone_before_the_answer_leaves_nothing_behind(settings):
+    """The door cancels its answer when the client disconnects; the event loop then closes promptly (the
+    pub/sub listener stops even though redis-py's reads may swallow a cancellation)."""
+    from apps.deploy.notify import config_listener
+
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    sent, left = [], []
+
+    async def django(scope, receive, send):
+        raise AssertionError("a long poll must not reach Django")
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        await LongPollRouter(django)(_scope(), receive, send)
+        left.append(config_listener().waiting)
+
+    asyncio.run(asyncio.wait_for(run(), timeout=30))
+    assert sent == [] and left == [0]
