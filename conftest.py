@@ -72,9 +72,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    """Debian's Chromium driven by Playwright (never a downloaded browser). Module-scoped: while Playwright's
+    sync API is open, its event loop is the thread's running loop, which later asyncio tests must not see."""
     import os
     from pathlib import Path
 
@@ -83,8 +84,8 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     # While Playwright's sync API is open, an event loop is registered in this thread and Django refuses
-    # ORM calls, even synchronous ones, in every later test of the session. Subprocesses that stand for a
-    # deployment drop this variable (tests/test_settings.py).
+    # ORM calls, even synchronous ones. Subprocesses that stand for a deployment drop this variable
+    # (tests/test_settings.py).
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:

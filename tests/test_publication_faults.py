@@ -21,9 +21,9 @@ from apps.deploy.locks import LOCK_PREFIX
 from apps.deploy.models import ConfigEntry, ConfigRevision, Deployment, ModelVersion
 from apps.deploy.services import deployment_create, model_version_register, scene_create, scene_publish
 from apps.deploy.services.publication import FENCED, PUBLISHED, lock_name
-from apps.deploy.tests.live import free_port, python, stop
 from apps.training.models import DataSource, TrainingRun
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
+from tests.live import free_port, python, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -24,7 +24,7 @@ BUSINESS_PERMISSIONS = {
         "change_templatenode",
         "delete_templatenode",
     ],
-    "training": ["view_datasource"],
+    "training": ["view_datasource", "view_trainingrun", "add_trainingrun"],
     "deploy": [
         "view_scene",
         "add_scene",

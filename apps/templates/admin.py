@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from .forms import dump_json, launch_form_class
-from .launch_page import launch_preview, launch_source
+from .launch_page import launch_preview, launch_run, launch_source
 from .models import AlgorithmTemplate, TemplateNode
 from .nodes import Group, Param, registry
 from .payload import build_payload, mask_secrets
@@ -189,8 +189,14 @@ class AlgorithmTemplateAdmin(admin.ModelAdmin):
         context.update(source.context())
         if request.method == "POST" and source.error:
             form.add_error(None, f"Data source: {source.error}")
+        context["engine"] = request.POST.get("engine") or "local"
         if request.method == "POST" and form.is_valid():
-            if source.datasource is not None:
+            if "_launch" in request.POST and source.datasource is not None:
+                run = launch_run(request, template, form, source.datasource)
+                if run is not None:
+                    self.message_user(request, f"Run {run.pk} queued.", messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))
+            elif source.datasource is not None:
                 context.update(launch_preview(request, template, form, source.datasource))
             else:
                 payload = build_payload(

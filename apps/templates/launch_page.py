@@ -25,7 +25,10 @@ class LaunchSource:
     tables: list = field(default_factory=list)
 
     def context(self) -> dict[str, Any]:
+        from apps.training.models import TrainingRun
+
         return {
+            "engines": TrainingRun.Engine.choices,
             "datasources": self.datasources,
             "datasource": self.datasource,
             "source_error": self.error,
@@ -97,3 +100,25 @@ def launch_preview(request, template, form, datasource) -> dict[str, Any]:
         else:
             context["preview"] = preview
     return context
+
+
+def launch_run(request, template, form, datasource):
+    """Create the run (the same service as POST /api/v1/runs/). Returns the run, or None after putting the
+    errors on the form."""
+    from apps.training.services import training_run_create
+
+    try:
+        return training_run_create(
+            template=template,
+            params=form.submitted_params(),
+            engine=request.POST.get("engine") or "local",
+            datasource=datasource,
+            user=request.user,
+        )
+    except RunParamsInvalid as invalid:
+        form._add_run_errors(invalid.errors)
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            for message in messages:
+                form.add_error(None, f"{name}: {message}")
+    return None

@@ -2,7 +2,7 @@
 
 The key is also a claim: only the job that set it (with its own token) renews or clears it, so a second
 delivery of the same RQ job (at-least-once) sees the claim and leaves the run alone. If the worker dies, the
-key expires within TTL seconds and the reaper (apps/training/worker.py) fails the run.
+key expires within MLAB_RUN_HEARTBEAT_SECONDS and the reaper (apps/training/worker.py) fails the run.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ import logging
 import secrets
 import threading
 
+from django.conf import settings
 from django_redis import get_redis_connection
 
 logger = logging.getLogger(__name__)
 
-TTL_SECONDS = 30
-INTERVAL_SECONDS = 5
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
@@ -30,10 +29,13 @@ def heartbeat_alive(run_id: int) -> bool:
 
 
 class Heartbeat:
-    """``with Heartbeat(run_id) as beat: if beat.claimed: …`` — renews every INTERVAL_SECONDS until exit."""
+    """``with Heartbeat(run_id) as beat: if beat.claimed: …`` — renews the claim until exit, six times per TTL
+    (settings.MLAB_RUN_HEARTBEAT_SECONDS)."""
 
-    def __init__(self, run_id: int, *, ttl: int = TTL_SECONDS, interval: float = INTERVAL_SECONDS):
-        self.run_id, self.ttl, self.interval = run_id, ttl, interval
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self.ttl = max(1, int(settings.MLAB_RUN_HEARTBEAT_SECONDS))
+        self.interval = self.ttl / 6
         self.token = secrets.token_hex(16)
         self.claimed = False
         self._stop = threading.Event()

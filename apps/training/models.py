@@ -115,7 +115,7 @@ class TrainingRun(models.Model):
         indexes = [models.Index(fields=["owner", "-created_at"])]
 
     def __str__(self) -> str:
-        return f"Run {self.pk} · {self.template_id} · {self.status}"
+        return f"Run {self.pk} ({self.status})"
 
     @property
     def is_finished(self) -> bool:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import connections
 from rq import SimpleWorker, Worker
 
 logger = logging.getLogger(__name__)
-
-MAINTENANCE_INTERVAL_SECONDS = 30
 
 
 def close_stale_connections() -> None:
@@ -36,6 +35,11 @@ class _ConnectionHygiene:
             return super().perform_job(job, queue, *args, **kwargs)
         finally:
             close_stale_connections()
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # RQ runs maintenance between dequeues; an idle worker would otherwise block for ~400 s at a time.
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
 
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
@@ -56,7 +60,7 @@ class MlabWorker(_ConnectionHygiene, Worker):
     """The forking worker (the default)."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
+        kwargs.setdefault("maintenance_interval", settings.MLAB_WORKER_MAINTENANCE_SECONDS)
         super().__init__(*args, **kwargs)
 
     def execute_job(self, job, queue):
@@ -68,5 +72,5 @@ class MlabSimpleWorker(_ConnectionHygiene, SimpleWorker):
     """Runs jobs in the worker process itself (no fork); used where forking is not wanted."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
+        kwargs.setdefault("maintenance_interval", settings.MLAB_WORKER_MAINTENANCE_SECONDS)
         super().__init__(*args, **kwargs)

@@ -174,6 +174,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Two models have an `engine` choice; name their enums instead of letting the generator number them.
+    "ENUM_NAME_OVERRIDES": {
+        "DataSourceEngineEnum": "apps.training.models.DataSource.Engine",
+        "RunEngineEnum": "apps.training.models.TrainingRun.Engine",
+    },
     "SERVE_AUTHENTICATION": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
@@ -216,3 +221,8 @@ MLAB_PAI_OUTPUT_URI = env.str("MLAB_PAI_OUTPUT_URI", default="oss://mlab/runs/{r
 
 # --- Training -------------------------------------------------------------------------------------
 MLAB_TRAINING_TIMEOUT_SECONDS = env.int("MLAB_TRAINING_TIMEOUT_SECONDS", default=3 * 3600)
+# A running job renews its run's heartbeat in Redis; a run without one for MLAB_RUN_REAP_AFTER_SECONDS is
+# failed by a worker's maintenance (its worker died).
+MLAB_RUN_HEARTBEAT_SECONDS = env.int("MLAB_RUN_HEARTBEAT_SECONDS", default=30)
+MLAB_RUN_REAP_AFTER_SECONDS = env.int("MLAB_RUN_REAP_AFTER_SECONDS", default=60)
+MLAB_WORKER_MAINTENANCE_SECONDS = env.int("MLAB_WORKER_MAINTENANCE_SECONDS", default=30)

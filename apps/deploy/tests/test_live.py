@@ -20,8 +20,8 @@ from apps.deploy.services import (
     scene_create,
     scene_publish,
 )
+from tests.live import Uvicorn
 
-from .live import Uvicorn
 from .onnx_models import binary_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

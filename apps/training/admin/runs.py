@@ -150,9 +150,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 def _register_url(run: TrainingRun) -> str | None:
     """The deploy app's 'register as the next version of a scene' page, when the run can be registered."""
+    from apps.deploy.admin import register_run_url
+
     if run.status != TrainingRun.Status.SUCCEEDED or run.artifact_id is None:
         return None
-    try:
-        return reverse("admin:deploy_register_run", args=[run.pk])
-    except Exception:  # the deploy admin is not installed
-        return None
+    return register_run_url(run.pk)

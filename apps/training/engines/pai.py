@@ -23,9 +23,9 @@ from apps.training import trainer
 from apps.training.datasources import DataSourceError
 from apps.training.heartbeat import Heartbeat
 from apps.training.models import TrainingRun
-from apps.training.pai.client import PaiClient, PaiConfigurationError, PaiError, PaiRefused
+from apps.training.pai.client import PaiClient, PaiConfigurationError, PaiError, PaiRefused, job_state
 from apps.training.pai.request import JobSettings, create_job_body
-from apps.training.pai.statuses import CANCELLED, FAILED, SUCCEEDED, job_state
+from apps.training.pai.statuses import CANCELLED, FAILED, SUCCEEDED
 from apps.training.services import runs as run_services
 
 from .sample import fetch_run_sample, trainer_sample

@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,8 +24,6 @@ from ..models import DataSource, TrainingRun, TrainingRunEvent
 logger = logging.getLogger(__name__)
 Status = TrainingRun.Status
 ACTIVE = (Status.QUEUED, Status.RUNNING)
-# A running local run whose heartbeat is older than this lost its worker (kill -9, out of memory).
-HEARTBEAT_GRACE = timedelta(seconds=60)
 WORKER_DIED = (
     "The worker running this training stopped before it finished (it was killed or ran out of memory). "
     "Nothing was saved. Relaunch the run to try again."
@@ -204,7 +203,8 @@ def training_run_mark_cancelled(run_id: int, *, message: str) -> bool:
 
 
 def training_runs_reap(*, now=None) -> int:
-    """Fail local runs whose worker died: running, no live heartbeat, not updated for HEARTBEAT_GRACE.
+    """Fail local runs whose worker died: running, no live heartbeat, not updated for
+    settings.MLAB_RUN_REAP_AFTER_SECONDS.
 
     PAI runs are watched by their poll job instead: a lost poller is re-enqueued, never failed.
     Returns how many runs were reaped or recovered.
@@ -213,7 +213,8 @@ def training_runs_reap(*, now=None) -> int:
     from ..jobs import pai_poll_scheduled, schedule_pai_poll
 
     now = now or timezone.now()
-    stale = TrainingRun.objects.filter(status=Status.RUNNING, updated_at__lt=now - HEARTBEAT_GRACE)
+    grace = timedelta(seconds=settings.MLAB_RUN_REAP_AFTER_SECONDS)
+    stale = TrainingRun.objects.filter(status=Status.RUNNING, updated_at__lt=now - grace)
     reaped = 0
     for run in stale.only("pk", "engine", "external_job_id"):
         if run.engine == TrainingRun.Engine.PAI and run.external_job_id:

@@ -1,5 +1,5 @@
-"""Real processes for tests: the environment that points them at the test database and Redis, a uvicorn
-server, and Python scripts run as subprocesses. Every process is stopped by its pid."""
+"""Real processes for tests of every app: the environment that points them at the test database and Redis,
+a uvicorn server, and Python scripts run as subprocesses. Every process is stopped by its pid."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def database_url() -> str:

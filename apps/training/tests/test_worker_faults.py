@@ -1,0 +1,134 @@
+"""Workers that die and connections that go stale, with real processes stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from django.db import connection
+
+from apps.deploy.models import Artifact, ArtifactChunk
+from apps.training.models import TrainingRun
+from apps.training.services.runs import WORKER_DIED, training_run_create
+from apps.training.tests.runs_support import run_queued_jobs
+from tests.live import ROOT, process_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+Status = TrainingRun.Status
+FAST_REAPING = {"MLAB_RUN_HEARTBEAT_SECONDS": "2", "MLAB_RUN_REAP_AFTER_SECONDS": "2",
+                "MLAB_WORKER_MAINTENANCE_SECONDS": "1"}  # fmt: skip
+
+
+def _worker(log_path) -> subprocess.Popen:
+    """`manage.py rqworker` as `make run` starts it."""
+    log = open(log_path, "ab")  # noqa: SIM115 (the child keeps it)
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "default", "--serializer", "rq.serializers.JSONSerializer"],
+        cwd=ROOT, env=process_env(**FAST_REAPING), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def _wait_for(predicate, what: str, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _kill_with_children(process: subprocess.Popen) -> None:
+    """kill -9 the worker and its work horse (RQ puts the horse in a process group of its own), like a
+    machine that dies."""
+    family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for member in family:
+        try:
+            os.kill(member.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(timeout=10)
+    psutil.wait_procs(family, timeout=10)
+
+
+def test_a_worker_killed_mid_run_leaves_the_run_failed_and_no_artifact(builtin_templates, duck_source, user, tmp_path):
+    run = training_run_create(
+        template=builtin_templates["binary-gbdt"], params={"train": {"treeCount": 3000, "maxDepth": 6}},
+        engine="local", datasource=duck_source, user=user,
+    )  # fmt: skip
+    worker = _worker(tmp_path / "worker-1.log")
+    try:
+        _wait_for(
+            lambda: TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING, stage="fitting").exists(),
+            "the run to be fitting",
+        )
+    finally:
+        _kill_with_children(worker)  # kill -9, worker and horse
+    assert TrainingRun.objects.get(pk=run.pk).status == Status.RUNNING  # nobody knows yet
+
+    reaper = _worker(tmp_path / "worker-2.log")  # any worker's maintenance finds the run without heartbeat
+    try:
+        failed = _wait_for(
+            lambda: TrainingRun.objects.filter(pk=run.pk, status=Status.FAILED).first(), "the run to be reaped"
+        )
+    finally:
+        _kill_with_children(reaper)
+    assert failed.error == WORKER_DIED
+    assert failed.artifact_id is None and failed.finished_at is not None
+    assert not Artifact.objects.exists() and not ArtifactChunk.objects.exists()
+
+
+@pytest.fixture
+def mysql_only():
+    if connection.vendor != "mysql":
+        pytest.skip("wait_timeout is MySQL/MariaDB's; the suite runs on MariaDB in CI")
+
+
+def _connection_dropped_by_the_server():
+    """Make the server drop this process's connection, as MySQL does after wait_timeout of idleness."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION wait_timeout = 1")
+    time.sleep(2.5)
+
+
+def _enqueue_a_database_job(run_id: int):
+    import django_rq
+
+    from apps.training.jobs import run_training
+
+    return django_rq.get_queue("default").enqueue(run_training, run_id)
+
+
+def test_a_stale_connection_does_not_fail_the_next_job(mysql_only, builtin_templates, duck_source, user):
+    from rq import SimpleWorker
+
+    run = training_run_create(
+        template=builtin_templates["binary-lr"], params={}, engine="local", datasource=duck_source, user=user
+    )
+    TrainingRun.objects.filter(pk=run.pk).update(status=Status.CANCELLED)
+
+    # Without Mlab's worker class, the job meets the dead connection: this is the failure the test guards.
+    _connection_dropped_by_the_server()
+    job = _enqueue_a_database_job(run.pk)
+    import django_rq
+
+    queue = django_rq.get_queue("default")
+    SimpleWorker([queue], connection=queue.connection, serializer=queue.serializer).work(burst=True)
+    job.refresh()
+    assert job.get_status() == "failed"
+    assert "gone away" in (job.latest_result().exc_string or "") or "2006" in (job.latest_result().exc_string or "")
+    connection.close()
+
+    # With it, the stale connection is noticed and replaced before the job runs.
+    TrainingRun.objects.filter(pk=run.pk).update(status=Status.CANCELLED)
+    _connection_dropped_by_the_server()
+    job = _enqueue_a_database_job(run.pk)
+    run_queued_jobs(with_scheduler=False)
+    job.refresh()
+    assert job.get_status() == "finished"
+    connection.close()
