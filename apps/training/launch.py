@@ -65,6 +65,11 @@ class PreparedLaunch:
     def sample_params(self) -> dict[str, Any]:
         return self.cleaned[self.sample_node]
 
+    @property
+    def access_token(self) -> str | None:
+        """The sample node's secret, for the data source session only."""
+        return self.secrets.get(self.sample_node, {}).get("access_token")
+
 
 def prepare_launch(
     *, template: AlgorithmTemplate, params: Mapping[str, Any], datasource: DataSource, engine: str

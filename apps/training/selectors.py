@@ -47,15 +47,18 @@ def sample_preview(*, prepared) -> SamplePreview:
 
     engine = engine_for(prepared.datasource)
     sample = prepared.sample_params
-    timeout = sample["timeout_seconds"]
+    timeout, token = sample["timeout_seconds"], prepared.access_token
     head = engine.fetch(
         render(limited(prepared.query.expression, sample["preview_rows"]), prepared.dialect, pretty=False),
         columns=prepared.query.columns,
         chunk_rows=sample["preview_rows"],
         timeout=timeout,
+        access_token=token,
     )
     count = engine.count(
-        render(count_query(prepared.query.expression), prepared.dialect, pretty=False), timeout=timeout
+        render(count_query(prepared.query.expression), prepared.dialect, pretty=False),
+        timeout=timeout,
+        access_token=token,
     )
     return SamplePreview(prepared.query.columns.describe(), head.rows(), count)
 
@@ -70,6 +73,7 @@ def sample_fetch(*, prepared):
         columns=prepared.query.columns,
         chunk_rows=sample["chunk_rows"],
         timeout=sample["timeout_seconds"],
+        access_token=prepared.access_token,
     )
 
 

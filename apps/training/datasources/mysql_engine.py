@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .base import Engine, Schema, allowed_schema
+from .base import ACCESS_TOKEN_VARIABLE, Engine, Schema, allowed_schema
 from .errors import DataSourceUnavailable, QueryFailed, QueryTimeout
 from .sample_data import SampleBuilder, SampleColumns, SampleData
 
@@ -82,6 +82,11 @@ class MySQLEngine(Engine):
                 raise DataSourceUnavailable(f"Data source {self.name!r}: lost the connection ({exc}).") from None
             raise QueryFailed(f"Data source {self.name!r} refused the query: {exc}") from None
 
+    @staticmethod
+    def _session(cursor, access_token: str | None) -> None:
+        if access_token is not None:
+            cursor.execute(f"SET @{ACCESS_TOKEN_VARIABLE} = %s", (access_token,))
+
     def _limit_statement_time(self, cursor, timeout: int) -> None:
         if "mariadb" in cursor.connection.get_server_info().lower():
             cursor.execute("SET SESSION max_statement_time = %s", (float(timeout),))
@@ -100,21 +105,25 @@ class MySQLEngine(Engine):
             cursor.close()
         return allowed_schema(rows)
 
-    def count(self, sql: str, *, timeout: int) -> int:
+    def count(self, sql: str, *, timeout: int, access_token: str | None = None) -> int:
         with self.connect(timeout=timeout) as con, self._errors(timeout):
             cursor = con.cursor()
             self._limit_statement_time(cursor, timeout)
+            self._session(cursor, access_token)
             cursor.execute(sql)
             value = cursor.fetchone()[0]
             cursor.close()
         return int(value)
 
-    def fetch(self, sql: str, *, columns: SampleColumns, chunk_rows: int, timeout: int) -> SampleData:
+    def fetch(
+        self, sql: str, *, columns: SampleColumns, chunk_rows: int, timeout: int, access_token: str | None = None
+    ) -> SampleData:
         builder = SampleBuilder(columns)
         names, numeric = columns.names, set(columns.numeric)
         with self.connect(timeout=timeout) as con, self._errors(timeout):
             cursor = con.cursor()
             self._limit_statement_time(cursor, timeout)
+            self._session(cursor, access_token)
             cursor.execute(sql)
             while True:
                 rows = cursor.fetchmany(chunk_rows)

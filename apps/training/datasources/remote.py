@@ -38,10 +38,12 @@ class RemoteEngine(Engine):
         ]
         return allowed_schema(rows)
 
-    def fetch(self, sql: str, *, columns: SampleColumns, chunk_rows: int, timeout: int) -> SampleData:
+    def fetch(
+        self, sql: str, *, columns: SampleColumns, chunk_rows: int, timeout: int, access_token: str | None = None
+    ) -> SampleData:
         raise self._refuse()
 
-    def count(self, sql: str, *, timeout: int) -> int:
+    def count(self, sql: str, *, timeout: int, access_token: str | None = None) -> int:
         raise self._refuse()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from apps.training import trainer
 from apps.training.datasources import SampleColumns, SampleData, engine_for
 from apps.training.models import TrainingRun
+from apps.training.run_secrets import run_secrets_forget, run_secrets_get
 
 
 def sample_columns(run: TrainingRun) -> SampleColumns:
@@ -23,12 +24,20 @@ def _sample_params(run: TrainingRun) -> dict:
 
 
 def fetch_run_sample(run: TrainingRun) -> SampleData:
-    """Execute exactly the SQL the run shows (generated at launch from the allow-list), streamed in chunks.
-    Raises a DataSourceError with a plain message."""
+    """Execute exactly the SQL the run shows (generated at launch from the allow-list), streamed in chunks,
+    in a session holding the run's access token if it has one (then forgotten). Raises a DataSourceError."""
     params = _sample_params(run)
-    return engine_for(run.datasource).fetch(
-        run.sql, columns=sample_columns(run), chunk_rows=params["chunk_rows"], timeout=params["timeout_seconds"]
+    node = run.payload["sample"]["node"]
+    token = run_secrets_get(run.pk).get(node, {}).get("access_token")
+    sample = engine_for(run.datasource).fetch(
+        run.sql,
+        columns=sample_columns(run),
+        chunk_rows=params["chunk_rows"],
+        timeout=params["timeout_seconds"],
+        access_token=token,
     )
+    run_secrets_forget(run.pk)
+    return sample
 
 
 def trainer_sample(sample: SampleData) -> trainer.SampleData:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from apps.templates.models import AlgorithmTemplate
 
 from ..models import DataSource, TrainingRun, TrainingRunEvent
+from ..run_secrets import run_secrets_forget, run_secrets_stash
 
 logger = logging.getLogger(__name__)
 Status = TrainingRun.Status
@@ -66,6 +67,7 @@ def training_run_create(
     )
     run.full_clean()
     run.save()
+    run_secrets_stash(run.pk, prepared.secrets)
     how = "the local engine" if engine == TrainingRun.Engine.LOCAL else "PAI"
     training_run_log(run, f"Queued for {how} by {user.get_username()}.", stage="queued")
     from ..jobs import enqueue_training_run
@@ -162,7 +164,10 @@ def training_run_finish(
     values = {"status": status, "stage": stage, "error": error, "finished_at": now, "updated_at": now, **fields}
     if status == Status.SUCCEEDED:
         values["progress"] = 100
-    return bool(TrainingRun.objects.filter(pk=run_id, status__in=expected).update(**values))
+    finished = bool(TrainingRun.objects.filter(pk=run_id, status__in=expected).update(**values))
+    if finished:
+        run_secrets_forget(run_id)
+    return finished
 
 
 @transaction.atomic
