@@ -162,10 +162,10 @@ class EmulatedJob:
 
     # -- state -----------------------------------------------------------------------------------------
     @staticmethod
-    def _transition(status: str, code: str, message: str) -> dict[str, Any]:
+    def _transition(status: str, code: str, message: str, start: str | None = None) -> dict[str, Any]:
         return {
             "Status": status,
-            "StartTime": iso(now()),
+            "StartTime": start or iso(now()),
             "EndTime": None,
             "ReasonCode": code,
             "ReasonMessage": message,
@@ -175,9 +175,9 @@ class EmulatedJob:
         with self.lock:
             if self.status in FINISHED:
                 return
-            moment = iso(now())
+            moment = iso(now())  # one instant ends the previous status and starts this one
             self.transitions[-1]["EndTime"] = moment
-            self.transitions.append(self._transition(status, code, message))
+            self.transitions.append(self._transition(status, code, message, start=moment))
             self.status, self.reason_code, self.reason_message = status, code, message
             self.modified_at = now()
             if status == PaiStatus.RUNNING:
