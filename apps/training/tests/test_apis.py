@@ -119,7 +119,7 @@ def test_bad_preview_input_is_a_400_naming_the_field(api, duck_source, builtin_t
     assert TrainingRun.objects.count() == 0
 
 
-def test_preview_on_an_unreachable_source_is_a_400_naming_the_datasource(api, builtin_templates, db):
+def test_preview_on_an_unreachable_source_is_a_400_naming_the_datasource(api, builtin_templates, db, mysqlclient):
     DataSource.objects.create(name="down", engine="mysql", options={"host": "127.0.0.1", "port": 1, "database": "x"})
     response = api.post("/api/v1/runs/preview/", preview_body(datasource="down"), format="json")
     assert response.status_code == 400

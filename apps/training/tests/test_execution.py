@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 import numpy as np
 import pytest
@@ -143,7 +144,7 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_unreachable_sources_are_clear_errors_naming_the_datasource(builtin_templates, tmp_path):
+def test_unreachable_sources_are_clear_errors_naming_the_datasource(builtin_templates, tmp_path, mysqlclient):
     missing = DataSource.objects.create(name="gone", engine="duckdb", options={"path": str(tmp_path / "nope.duckdb")})
     down = DataSource.objects.create(
         name="down", engine="mysql", options={"host": "127.0.0.1", "port": _closed_port(), "database": "x"}
@@ -156,7 +157,7 @@ def test_unreachable_sources_are_clear_errors_naming_the_datasource(builtin_temp
         engine_for(down).introspect()
 
 
-def test_password_comes_from_the_environment_and_a_missing_variable_says_which(monkeypatch):
+def test_password_comes_from_the_environment_and_a_missing_variable_says_which(monkeypatch, mysqlclient):
     engine = MySQLEngine(name="m", options={"database": "x"}, password_env="MLAB_TEST_NO_SUCH_VAR")
     with pytest.raises(DataSourceUnavailable, match="MLAB_TEST_NO_SUCH_VAR"):
         engine.introspect()
@@ -167,6 +168,16 @@ def test_password_comes_from_the_environment_and_a_missing_variable_says_which(m
     with pytest.raises(DataSourceUnavailable) as raised:
         engine.introspect()
     assert "s3cret-value" not in str(raised.value)
+
+
+def test_a_mysql_source_without_mysqlclient_says_what_to_install(builtin_templates, monkeypatch):
+    monkeypatch.setitem(sys.modules, "MySQLdb", None)  # what a checkout without mysqlclient sees: ImportError
+    down = DataSource.objects.create(name="down", engine="mysql", options={"host": "127.0.0.1", "database": "x"})
+    with pytest.raises(DataSourceUnavailable, match="requirements-mysql.txt"):
+        engine_for(down).introspect()
+    with pytest.raises(ValidationError) as raised:
+        prepared(builtin_templates["binary-lr"], down)
+    assert "mysqlclient" in raised.value.message_dict["datasource"][0]
 
 
 def test_duckdb_statement_timeout_stops_the_query(warehouse_path):
