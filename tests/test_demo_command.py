@@ -17,11 +17,12 @@ pytestmark = pytest.mark.django_db
 
 def _run() -> str:
     out = io.StringIO()
-    call_command("mlab_demo", stdout=out)
+    call_command("mlab_demo", "--impressions", "5000", stdout=out)
     return out.getvalue()
 
 
-def test_demo_is_idempotent_and_prints_credentials_and_token(client):
+def test_demo_is_idempotent_and_prints_credentials_and_token(client, settings, tmp_path):
+    settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"  # small: mlab_demo trains two models on it
     first = _run()
     counts = (AlgorithmTemplate.objects.count(), TemplateNode.objects.count(), get_user_model().objects.count())
     second = _run()
@@ -87,3 +88,10 @@ def test_demo_mysql_with_an_unreachable_server_is_a_clear_error(settings, tmp_pa
         call_command(
             "mlab_demo", "--impressions", "1000", "--mysql", "mysql://root@127.0.0.1:1/x", stdout=io.StringIO()
         )
+
+
+def test_the_loop_needs_the_demo_set_up_first():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="run `manage.py mlab_demo` first"):
+        call_command("mlab_demo", "--loop", stdout=io.StringIO())

@@ -1,7 +1,8 @@
-"""Scoring on the server: read a model's signature, map raw features to its inputs, run it in onnxruntime.
+"""Scoring on the server, with the client SDK's own model class: one implementation of feature mapping and
+scoring for ``POST …/predict/`` and every ``ModelClient``.
 
 Models follow ``mlab_client.contract``: one graph input per raw feature, the signature and task in the
-model's metadata. Inference sessions are cached per artifact sha256 in the process.
+model's metadata. Loaded models (``mlab_client.Model``) are cached per artifact sha256 in the process.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
+import mlab_client
 from mlab_client import contract
 
 from .artifacts import artifact_read
@@ -66,61 +66,36 @@ def onnx_metadata(data: bytes) -> tuple[dict[str, str], list[dict]]:
     return props, signature
 
 
-def features_to_inputs(signature: list[dict], features: Mapping[str, object]) -> dict[str, np.ndarray]:
-    """Map one row of raw features to the model's inputs: float32 ``[1, 1]`` for numbers (None → NaN),
-    string ``[1, 1]`` for categories (None → the missing marker). Raises FeatureError naming every missing,
-    unknown or mistyped feature."""
-    names = [feature["name"] for feature in signature]
-    errors = []
-    missing = [name for name in names if name not in features]
-    unknown = sorted(set(features) - set(names))
-    if missing:
-        errors.append(f"missing feature{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    if unknown:
-        errors.append(f"unknown feature{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
-    inputs: dict[str, np.ndarray] = {}
-    for feature in signature:
-        name = feature["name"]
-        if name not in features:
-            continue
-        value = features[name]
-        if feature.get("type") == contract.STRING:
-            if value is None:
-                value = contract.MISSING_CATEGORY
-            elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-                value = str(value)
-            if not isinstance(value, str):
-                errors.append(f"{name}: expected a category (text), got {type(value).__name__}")
-                continue
-            inputs[name] = np.array([[value]], dtype=object)
-        else:
-            if value is None:
-                value = math.nan
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                errors.append(f"{name}: expected a number, got {type(value).__name__}")
-                continue
-            inputs[name] = np.array([[value]], dtype=np.float32)
-    if errors:
-        raise FeatureError(errors)
-    return inputs
+def feature_error_messages(error: mlab_client.FeatureError) -> list[str]:
+    """The SDK's feature error as the API's 400 lists it: one message per problem, each naming its features."""
+    messages = []
+    for label, names in (("missing", error.missing), ("unknown", error.unknown)):
+        if names:
+            messages.append(f"{label} feature{'s' if len(names) > 1 else ''}: {', '.join(names)}")
+    messages.extend(f"{name}: {why}" for name, why in error.invalid.items())
+    return messages
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    session: object
-    signature: list[dict]
-    task: str
-    threshold: float
-    score_output: str
+    """A version's model as the server scores it: the SDK's ``Model`` (the same mapping and session a client
+    uses), with the SDK's errors turned into the API's."""
+
+    model: mlab_client.Model
+
+    @property
+    def signature(self) -> tuple[mlab_client.Feature, ...]:
+        return self.model.signature
 
     def score(self, features: Mapping[str, object]) -> tuple[float, int | None]:
-        inputs = features_to_inputs(self.signature, features)
-        (output,) = self.session.run([self.score_output], inputs)
-        output = np.asarray(output)
-        score = float(output.reshape(len(output), -1)[0, -1] if self.task == "binary" else output.reshape(-1)[0])
+        """``(score, label)`` of one row of raw features; FeatureError names every feature at fault."""
+        try:
+            score, label = self.model.predict(features)
+        except mlab_client.FeatureError as exc:
+            raise FeatureError(feature_error_messages(exc)) from None
         if not math.isfinite(score):
             raise FeatureError(["the model gave no score for these values (a missing number it cannot fill in?)"])
-        return score, (int(score >= self.threshold) if self.task == "binary" else None)
+        return score, label
 
 
 _sessions: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -128,34 +103,19 @@ _sessions_lock = threading.Lock()
 
 
 def model_load(artifact: Artifact) -> LoadedModel:
-    """The inference session of an artifact, cached per sha256 (the few most recently used)."""
+    """The loaded model of an artifact, cached per sha256 (the few most recently used). Raises
+    ModelFormatError when the bytes are not a model that follows the contract."""
     with _sessions_lock:
         loaded = _sessions.get(artifact.sha256)
         if loaded is not None:
             _sessions.move_to_end(artifact.sha256)
             return loaded
-    loaded = _model_from_bytes(artifact_read(artifact))
+    try:
+        loaded = LoadedModel(mlab_client.Model(artifact_read(artifact)))
+    except mlab_client.ArtifactError as exc:
+        raise ModelFormatError(str(exc)) from None
     with _sessions_lock:
         _sessions[artifact.sha256] = loaded
         while len(_sessions) > SESSION_CACHE_SIZE:
             _sessions.popitem(last=False)
     return loaded
-
-
-def _model_from_bytes(data: bytes) -> LoadedModel:
-    import onnxruntime
-
-    props, signature = onnx_metadata(data)
-    task = props.get(contract.META_TASK)
-    if task not in ("binary", "regression"):
-        raise ModelFormatError(f"the model has no {contract.META_TASK} of 'binary' or 'regression'")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
-    outputs = [output.name for output in session.get_outputs()]
-    score_output = props.get(contract.META_SCORE_OUTPUT) or outputs[-1]
-    if score_output not in outputs:
-        raise ModelFormatError(f"the model has no output {score_output!r}")
-    threshold = float(props.get(contract.META_THRESHOLD, 0.5))
-    return LoadedModel(session, signature, task, threshold, score_output)

@@ -1,17 +1,18 @@
-"""POST /scenes/{name}/predict/: routed like the client SDK, scored by onnxruntime on the version's model."""
+"""POST /scenes/{name}/predict/: routed like the client SDK and scored by the SDK's own model class."""
 
 from __future__ import annotations
 
 import pytest
 from django.urls import reverse
 
-from apps.deploy.models import ConfigEntry
-from apps.deploy.scoring import FeatureError, features_to_inputs
-from apps.deploy.services import deployment_create, scene_publish
+from apps.deploy.models import ConfigEntry, ModelVersion
+from apps.deploy.scoring import FeatureError, ModelFormatError, model_load
+from apps.deploy.services import deployment_create, model_version_register, scene_publish
 from conftest import token_client
+from mlab_client import Model
 from mlab_client.routing import Router
 
-from .onnx_models import SIGNATURE, binary_model
+from .onnx_models import binary_model
 
 pytestmark = pytest.mark.django_db
 
@@ -61,8 +62,8 @@ def test_predict_without_a_unit_draws_a_bucket(api, scene, published):
         ({"age": 35.0, "city": "north"}, "missing feature: price"),
         ({"city": "north"}, "missing features: age, price"),
         ({**ROW, "colour": "red"}, "unknown feature: colour"),
-        ({**ROW, "age": "old"}, "age: expected a number, got str"),
-        ({**ROW, "city": ["north"]}, "city: expected a category (text), got list"),
+        ({**ROW, "age": "old"}, "age: expects a number (or None when missing), got the string 'old'"),
+        ({**ROW, "city": ["north"]}, "city: expects a string category (or None when missing), got list"),
         ({**ROW, "price": None}, "no score"),
     ],
 )
@@ -72,12 +73,28 @@ def test_bad_features_are_400_naming_them(api, scene, published, features, messa
     assert message in " ".join(response.json()["features"])
 
 
-def test_a_missing_category_is_fed_as_the_missing_marker():
-    inputs = features_to_inputs(SIGNATURE, {"age": 1, "price": None, "city": None})
-    assert inputs["city"][0, 0] == "" and inputs["price"].dtype.name == "float32"
+def test_the_server_scores_with_the_sdks_model_and_its_feature_mapping(scene, versions):
+    loaded = model_load(versions[0].artifact)
+    assert isinstance(loaded.model, Model) and loaded.model.sha256 == versions[0].sha256
+    assert model_load(versions[0].artifact) is loaded  # cached per sha256
+    sdk = Model(binary_model(1).onnx_bytes)
+    for row in (ROW, {**ROW, "city": None}, {**ROW, "city": "unseen"}, {"age": 3, "price": 7, "city": "west"}):
+        assert loaded.score(row) == sdk.predict(row)
+    feeds = loaded.model.feeds({"age": 1, "price": 2, "city": None})
+    assert feeds["city"][0, 0] == "" and feeds["price"].dtype.name == "float32"  # the missing-category marker
     with pytest.raises(FeatureError) as exc:
-        features_to_inputs(SIGNATURE, {"age": True, "price": 1, "city": "x"})
-    assert exc.value.errors == ["age: expected a number, got bool"]
+        loaded.score({"age": 1, "price": 2, "city": "x", "colour": "red", "size": 3})
+    assert exc.value.errors == ["unknown features: colour, size"]
+
+
+def test_an_artifact_that_breaks_the_contract_cannot_be_scored(api, scene, make_run, user):
+    version = model_version_register(run=make_run(data=b"not a model", format="bin"), scene=scene, user=user)
+    with pytest.raises(ModelFormatError, match="not a loadable ONNX model"):
+        model_load(ModelVersion.objects.get(pk=version.pk).artifact)
+    deployment_create(scene=scene, splits=[{"version": version.version, "weight": 100}], user=user)
+    scene_publish(scene_id=scene.pk)
+    response = api.post(predict_url(scene), {"features": ROW}, format="json")
+    assert response.status_code == 409 and "cannot be scored here" in response.json()["detail"]
 
 
 def test_predict_needs_a_published_config_and_a_scene_you_own(api, scene, versions, other_user):

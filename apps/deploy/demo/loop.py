@@ -1,0 +1,178 @@
+"""The demo loop: a ``ModelClient`` against the live server, an A/B split observed, a rollback followed.
+
+    A/B (90/10) → the client predicts for every demo unit and counts the versions that served them
+    → rollback to the baseline revision, published → the client follows → predicts again (all baseline)
+    → the A/B split published again, so the demo is left as ``mlab_demo`` made it
+
+Units are impressions of the demo warehouse (one unit per impression), their features read from it.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+
+from apps.training.datasources import engine_for
+from apps.training.models import DataSource
+from mlab_client import Change, ModelClient
+
+from . import DEMO_DATASOURCE, DEMO_USERNAME
+from .scene import DemoScene, demo_client_token, demo_publish
+
+UNITS = 10_000
+FOLLOW_TIMEOUT_SECONDS = 30.0
+LOOP_CLIENT_TOKEN = "demo-loop"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+Say = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One pass over the units: which revision served them, how many units each version served, timing."""
+
+    title: str
+    revision: int
+    counts: dict[int, int]
+    seconds: float
+    median_us: float
+    followed_in: float | None = None  # seconds from publication to the client serving this revision
+
+
+@dataclass
+class LoopSummary:
+    units: int
+    phases: list[Phase] = field(default_factory=list)
+    final_revision: int = 0
+
+    def share(self, phase: int, version: int) -> float:
+        counts = self.phases[phase].counts
+        return counts.get(version, 0) / max(1, sum(counts.values()))
+
+
+def demo_units(datasource: DataSource, feature_names: list[str], *, count: int = UNITS) -> tuple[list, list]:
+    """``(unit_ids, rows)``: the first ``count`` impressions of the demo warehouse (by ds, user, item, hour),
+    each a unit ``imp:<ds>:<user>:<item>:<hour>`` with its raw features."""
+    for name in feature_names:
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"feature {name!r} is not a plain column name")
+    columns = ", ".join(f'"{name}"' for name in feature_names)
+    sql = (
+        f'SELECT "ds", "user_id", "item_id", "hour" AS "_hour", {columns} FROM "impressions" '
+        'JOIN "users" USING ("user_id") JOIN "items" USING ("item_id") '
+        f'ORDER BY "ds", "user_id", "item_id", "_hour" LIMIT {int(count)}'
+    )
+    with engine_for(datasource).connect() as con:
+        records = con.execute(sql).fetchall()
+    unit_ids = [f"imp:{ds}:{user}:{item}:{hour}" for ds, user, item, hour, *_ in records]
+    rows = [
+        {
+            name: float(value) if isinstance(value, Decimal) else value
+            for name, value in zip(feature_names, record[4:], strict=True)
+        }
+        for record in records
+    ]
+    return unit_ids, rows
+
+
+def _predict_all(client: ModelClient, unit_ids: list, rows: list) -> tuple[Counter, float, float, set[int]]:
+    counts: Counter = Counter()
+    revisions: set[int] = set()
+    durations = []
+    started = time.perf_counter()
+    for unit_id, row in zip(unit_ids, rows, strict=True):
+        before = time.perf_counter()
+        prediction = client.predict(row, unit_id=unit_id)
+        durations.append(time.perf_counter() - before)
+        counts[prediction.version] += 1
+        revisions.add(prediction.revision)
+    return counts, time.perf_counter() - started, statistics.median(durations) * 1e6, revisions
+
+
+def _phase_line(phase: Phase) -> str:
+    total = sum(phase.counts.values())
+    served = ", ".join(f"v{version} {count:,} ({count / total:.1%})" for version, count in sorted(phase.counts.items()))
+    followed = f"; the client followed {phase.followed_in:.2f}s after publication" if phase.followed_in else ""
+    return (
+        f"  {phase.title} (revision {phase.revision}): {served}. {total:,} predictions in {phase.seconds:.2f}s "
+        f"(median {phase.median_us:.0f} µs each){followed}."
+    )
+
+
+def demo_loop(
+    demo: DemoScene,
+    *,
+    base_url: str,
+    say: Say = print,
+    units: int = UNITS,
+    follow_timeout: float = FOLLOW_TIMEOUT_SECONDS,
+) -> LoopSummary:
+    """Run the loop against the Mlab server at ``base_url`` (which must be serving); see the module doc.
+
+    Raises RuntimeError when the client does not follow a publication within ``follow_timeout`` seconds."""
+    user = get_user_model().objects.get(username=DEMO_USERNAME)
+    token = demo_client_token(demo.scene, user=user, name=LOOP_CLIENT_TOKEN)
+    ab_revision = demo.revision_with(demo.ab_splits)
+    if ab_revision is None or demo.published_revision() != ab_revision:
+        ab_revision = demo_publish(demo, splits=demo.ab_splits, user=user, comment="Demo loop: the 90/10 A/B")
+    baseline_revision = demo.revision_with(demo.baseline_splits)
+
+    changes: dict[int, float] = {}
+    changed = threading.Lock()
+
+    def remember(change: Change) -> None:
+        with changed:
+            changes[change.revision] = time.monotonic()
+
+    with ModelClient(base_url, scene=demo.scene.name, token=token, wait=30) as client:
+        client.on_change(remember)
+        if not client.wait_for_revision(ab_revision, timeout=follow_timeout):
+            raise RuntimeError(f"the client did not reach revision {ab_revision} ({client.counters.last_error})")
+        signature = client.model(demo.baseline).feature_names
+        unit_ids, rows = demo_units(DataSource.objects.get(name=DEMO_DATASOURCE), signature, count=units)
+        say(
+            f"Demo loop: a ModelClient for {demo.scene.name!r} at {base_url} predicts for {len(rows):,} units "
+            f"(impressions of the demo warehouse), one predict() per unit."
+        )
+        summary = LoopSummary(units=len(rows))
+
+        def run_phase(title: str, revision: int, published_at: float | None) -> None:
+            counts, seconds, median_us, revisions = _predict_all(client, unit_ids, rows)
+            if revisions != {revision}:
+                raise RuntimeError(f"{title}: predictions came from revisions {sorted(revisions)}, not {revision}")
+            with changed:
+                switched = changes.get(revision)
+            followed = switched - published_at if published_at is not None and switched is not None else None
+            phase = Phase(title, revision, dict(counts), seconds, median_us, followed)
+            summary.phases.append(phase)
+            say(_phase_line(phase))
+
+        run_phase("A/B 90/10", ab_revision, None)
+        for title, splits, comment in (
+            (
+                "Rolled back to the baseline",
+                demo.baseline_splits,
+                f"Demo loop: rollback to revision {baseline_revision}",
+            ),
+            ("A/B published again", demo.ab_splits, "Demo loop: the 90/10 A/B again"),
+        ):
+            published_at = time.monotonic()
+            revision = demo_publish(demo, splits=splits, user=user, comment=comment)
+            if not client.wait_for_revision(revision, timeout=follow_timeout):
+                raise RuntimeError(
+                    f"the client did not follow revision {revision} within {follow_timeout:.0f}s "
+                    f"({client.counters.last_error or 'no error recorded'})"
+                )
+            run_phase(title, revision, published_at)
+        summary.final_revision = client.revision or 0
+        served = ", ".join(f"v{v} {n:,}" for v, n in sorted(client.counters.predictions.items()))
+        say(f"  The client's counters: {served}; refresh failures {client.counters.refresh_failures}.")
+    return summary

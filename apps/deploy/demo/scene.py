@@ -1,0 +1,168 @@
+"""The demo scene: two trained versions, a published baseline and a 90/10 A/B deployment, a client token.
+
+Idempotent: a rerun reuses the scene, its versions (a template whose version exists is never trained again)
+and its deployments. Training runs in this process
+with the local engine, and publication is synchronous, so the config is there when ``demo_scene_sync`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+from apps.templates.models import AlgorithmTemplate
+from apps.training.models import DataSource, TrainingRun
+
+from ..models import ClientToken, ConfigEntry, Deployment, ModelVersion, Scene
+from ..services import (
+    client_token_create,
+    client_token_revoke,
+    deployment_create,
+    deployment_rollback,
+    model_version_register,
+    scene_create,
+    scene_publish,
+    scene_update,
+)
+
+logger = logging.getLogger(__name__)
+
+DEMO_SCENE = "seller-union-ctr"
+DEMO_TEMPLATES = ("binary-lr", "binary-gbdt")  # the baseline, then the challenger
+CHALLENGER_WEIGHT = 10
+DEMO_CLIENT_TOKEN = "demo-client"
+TRAINING_TIMEOUT_SECONDS = 1800
+
+Say = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class DemoScene:
+    """What the demo scene holds: ``baseline`` and ``challenger`` are version numbers; ``trained`` the runs
+    trained by this call (empty on a rerun)."""
+
+    scene: Scene
+    baseline: int
+    challenger: int
+    trained: tuple[int, ...]
+
+    @property
+    def baseline_splits(self) -> list[dict]:
+        return [{"version": self.baseline, "weight": 100}]
+
+    @property
+    def ab_splits(self) -> list[dict]:
+        return [
+            {"version": self.baseline, "weight": 100 - CHALLENGER_WEIGHT},
+            {"version": self.challenger, "weight": CHALLENGER_WEIGHT},
+        ]
+
+    def revision_with(self, splits: list[dict]) -> int | None:
+        """The newest revision whose splits are ``splits`` (None when there is none)."""
+        deployments = Deployment.objects.filter(scene=self.scene).order_by("-revision").only("revision", "splits")
+        return next((d.revision for d in deployments if _same_splits(d.splits, splits)), None)
+
+    def published_revision(self) -> int:
+        return ConfigEntry.objects.get(scene=self.scene).revision
+
+
+def _same_splits(a: list[dict], b: list[dict]) -> bool:
+    weights = lambda splits: {row["version"]: row["weight"] for row in splits if row["weight"]}  # noqa: E731
+    return weights(a) == weights(b)
+
+
+def demo_scene_sync(*, user, datasource: DataSource, say: Say = logger.info) -> DemoScene:
+    """Set up (or find) the demo scene owned by ``user``; see the module doc."""
+    scene = Scene.objects.filter(name=DEMO_SCENE).first()
+    if scene is None:
+        scene = scene_create(name=DEMO_SCENE, description="Click-through of seller-union ads (the demo).", user=user)
+    elif not scene.owners.filter(pk=user.pk).exists():
+        scene = scene_update(scene=scene, description=scene.description, owners=[*scene.owners.all(), user])
+    numbers, trained = [], []
+    for slug in DEMO_TEMPLATES:
+        version = ModelVersion.objects.filter(scene=scene, run__template__slug=slug).order_by("version").first()
+        if version is None:
+            run = _train(slug, datasource=datasource, user=user, say=say)
+            trained.append(run.pk)
+            version = model_version_register(run=run, scene=scene, user=user)
+            say(f"Registered run {run.pk} ({slug}) as version {version.version} of {scene.name}.")
+        numbers.append(version.version)
+    demo = DemoScene(scene=scene, baseline=numbers[0], challenger=numbers[1], trained=tuple(trained))
+    if not Deployment.objects.filter(scene=scene).exists():
+        for splits, comment in (
+            (demo.baseline_splits, "Demo baseline: logistic regression serves everyone"),
+            (demo.ab_splits, f"Demo A/B: {CHALLENGER_WEIGHT}% of units to gradient-boosted trees"),
+        ):
+            deployment = deployment_create(scene=scene, splits=splits, comment=comment, user=user)
+            scene_publish(scene_id=scene.pk)
+            say(f"Published revision {deployment.revision}: {comment}.")
+    else:
+        scene_publish(scene_id=scene.pk)  # a deployment left unpublished (no worker ran) is published now
+    return demo
+
+
+def demo_publish(demo: DemoScene, *, splits: list[dict], user, comment: str) -> int:
+    """Make ``splits`` the published traffic of the demo scene, synchronously: a rollback to the newest
+    revision that had them (the history says so), else a new deployment. Returns the published revision."""
+    earlier = demo.revision_with(splits)
+    if earlier is None:
+        deployment = deployment_create(scene=demo.scene, splits=splits, comment=comment, user=user)
+    else:
+        deployment = deployment_rollback(scene=demo.scene, revision=earlier, user=user, comment=comment)
+    scene_publish(scene_id=demo.scene.pk)
+    return deployment.revision
+
+
+def demo_client_token(scene: Scene, *, user, name: str = DEMO_CLIENT_TOKEN) -> str:
+    """A new client token for the demo scene; earlier tokens of the same name are revoked (a token is shown
+    only once, so a rerun cannot show the old one again)."""
+    for old in ClientToken.objects.filter(name=name, scenes=scene):
+        client_token_revoke(token=old)
+    _, key = client_token_create(name=name, scenes=[scene], user=user)
+    return key
+
+
+def _train(slug: str, *, datasource: DataSource, user, say: Say) -> TrainingRun:
+    """Train the template with its presets on the local engine, in this process."""
+    from apps.training.jobs import run_training
+    from apps.training.services import training_run_create
+
+    template = AlgorithmTemplate.objects.get(slug=slug)
+    run = training_run_create(
+        template=template, params={}, engine=TrainingRun.Engine.LOCAL, datasource=datasource, user=user
+    )
+    _unqueue(run)
+    say(f"Training {slug} on {datasource.name!r} (run {run.pk}, local engine, in this process)…")
+    started = time.monotonic()
+    run_training(run.pk)  # the job itself; it does nothing if a worker already claimed the run
+    deadline = started + TRAINING_TIMEOUT_SECONDS
+    run.refresh_from_db()
+    while not run.is_finished and time.monotonic() < deadline:
+        time.sleep(0.5)
+        run.refresh_from_db()
+    if run.status != TrainingRun.Status.SUCCEEDED:
+        raise ValidationError(f"Training run {run.pk} ({slug}) {run.status}: {run.error or run.stage}")
+    auc = (run.metrics or {}).get("auc")
+    say(f"  run {run.pk} succeeded in {time.monotonic() - started:.1f}s" + (f", AUC {auc:.3f}" if auc else "") + ".")
+    return run
+
+
+def _unqueue(run: TrainingRun) -> None:
+    """Take the run's RQ job out of the queue: this process runs it. Best effort, since the job is idempotent."""
+    import django_rq
+    from redis.exceptions import RedisError
+
+    run.refresh_from_db(fields=["rq_job_id"])
+    if not run.rq_job_id:
+        return
+    try:
+        queue = django_rq.get_queue("default")
+        job = queue.fetch_job(run.rq_job_id)
+        if job is not None:
+            job.delete()
+    except RedisError as exc:
+        logger.warning("could not take run %s's job out of the queue: %s", run.pk, exc)
