@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import mlab_client
 from mlab_client import contract
+from mlab_client.routing import Router
 
 from .artifacts import artifact_read
-from .models import Artifact
+from .configs import config_body, config_etag
+from .models import Artifact, ConfigEntry
 
 SESSION_CACHE_SIZE = 8
 
@@ -119,3 +121,25 @@ def model_load(artifact: Artifact) -> LoadedModel:
         while len(_sessions) > SESSION_CACHE_SIZE:
             _sessions.popitem(last=False)
     return loaded
+
+
+ROUTER_CACHE_SIZE = 32
+_routers: OrderedDict[str, Router] = OrderedDict()
+_routers_lock = threading.Lock()
+
+
+def router_for(entry: ConfigEntry) -> Router:
+    """The SDK's router for a published config, built once per config content (its ETag is a digest of the
+    body): building one precomputes the owner of all 10,000 buckets, too much to redo on every prediction."""
+    key = entry.etag or config_etag(config_body(entry.content))
+    with _routers_lock:
+        router = _routers.get(key)
+        if router is not None:
+            _routers.move_to_end(key)
+            return router
+    router = Router.from_config(entry.content)
+    with _routers_lock:
+        _routers[key] = router
+        while len(_routers) > ROUTER_CACHE_SIZE:
+            _routers.popitem(last=False)
+    return router

@@ -18,12 +18,11 @@ from rest_framework.views import APIView
 
 from apps.training.models import TrainingRun
 from mlab_client.contract import BUCKETS
-from mlab_client.routing import Router
 
 from .. import selectors, services
 from ..artifacts import ArtifactCorrupt
 from ..models import ConfigEntry, Deployment, ModelVersion, Scene
-from ..scoring import FeatureError, ModelFormatError, model_load
+from ..scoring import FeatureError, ModelFormatError, model_load, router_for
 
 
 class SceneSerializer(serializers.ModelSerializer):
@@ -258,7 +257,7 @@ class PredictApi(_SceneMixin, APIView):
         entry = ConfigEntry.objects.filter(scene=scene).first()
         if entry is None or entry.revision == 0:
             return Response({"detail": f"Scene {name!r} has no published deployment yet."}, status=409)
-        router = Router.from_config(entry.content)
+        router = router_for(entry)
         unit_id = body.validated_data.get("unit_id")
         number = (
             router.version_for(unit_id) if unit_id is not None else router.version_of_bucket(random.randrange(BUCKETS))
