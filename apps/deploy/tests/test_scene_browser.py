@@ -88,6 +88,12 @@ def test_split_editor_publish_history_and_one_click_rollback(
     assert "Nothing was published" in page.locator("#content-main > .errornote").inner_text()
     assert "The weights must sum to 100; they sum to 90." in page.locator("#split-errors").inner_text()
     assert page.locator("input[name=split-weight_1]").input_value() == "80"  # what was typed is kept
+    # A weight that is wrong by itself is named on its own row.
+    set_split(page, {1: 100, 2: -5, 3: 0})
+    page.click("input[name=_deploy]")
+    v2_row = page.locator("table.mlab-split tr", has=page.locator("input[name=split-weight_2]"))
+    assert "greater than or equal to 0" in v2_row.locator(".errorlist").inner_text()
+    assert page.locator("table.mlab-split .errorlist").count() == 1
     assert not Deployment.objects.exists()
 
     # 90/10 with one unit pinned to v2 (gray release), published by the worker.
