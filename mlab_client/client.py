@@ -9,15 +9,17 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .config import SceneConfig, VersionInfo
 from .contract import BUCKETS, MAX_WAIT_SECONDS
 from .errors import ArtifactError, FeatureError, MlabClientError, NotReadyError, RefreshError
 from .model import Model, release_freed_memory
 from .routing import Router
-from .snapshot import SnapshotStore
 from .transport import HttpTransport, RedisArtifacts
+
+if TYPE_CHECKING:
+    from .snapshot import SnapshotStore
 
 logger = logging.getLogger("mlab_client")
 
@@ -144,7 +146,13 @@ class ModelClient:
         self._threads = threads
         self._http = HttpTransport(base_url, token, timeout=timeout)
         self._redis = RedisArtifacts(redis_url, timeout=timeout) if redis_url else None
-        self._snapshot = SnapshotStore(snapshot_dir, scene) if snapshot_dir else None
+        self._snapshot: SnapshotStore | None = None
+        if snapshot_dir:
+            # imported only when used: its file handling (tempfile, shutil, pathlib) costs a service about
+            # 1 MiB of memory that a client without a snapshot directory never needs
+            from .snapshot import SnapshotStore
+
+            self._snapshot = SnapshotStore(snapshot_dir, scene)
         self._state: _Routing | None = None
         self._saved_etag: str | None = None
         self._tallies = _Tallies()

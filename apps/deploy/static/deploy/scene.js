@@ -13,3 +13,37 @@ document.addEventListener("DOMContentLoaded", () => {
     update();
   }
 });
+
+// While a saved revision is being published (by a worker), the page follows it: it fetches itself every
+// second and replaces the parts that show publication (live shares, the published config, the history),
+// never the split editor, where the user may be typing. It stops once the revision is live.
+document.addEventListener("DOMContentLoaded", () => {
+  const scene = document.getElementById("mlab-scene");
+  if (!scene?.dataset.publishing) return;
+  const followed = ["versions", "published", "history"];
+  const giveUp = Date.now() + 10 * 60 * 1000;
+  const follow = async () => {
+    let fresh;
+    try {
+      const response = await fetch(scene.dataset.url, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    } catch {
+      if (Date.now() < giveUp) setTimeout(follow, 3000);
+      return;
+    }
+    for (const id of followed) {
+      const current = document.getElementById(id);
+      const replacement = fresh.getElementById(id);
+      if (current && replacement) current.replaceWith(document.importNode(replacement, true));
+    }
+    const freshScene = fresh.getElementById("mlab-scene");
+    if (freshScene?.dataset.publishing && Date.now() < giveUp) {
+      scene.dataset.publishing = freshScene.dataset.publishing;
+      setTimeout(follow, 1000);
+    } else {
+      delete scene.dataset.publishing;
+    }
+  };
+  setTimeout(follow, 1000);
+});
