@@ -1,21 +1,23 @@
 """How the client talks to Mlab: the config long-poll and artifact downloads over HTTP, artifacts from Redis.
 
-HTTP goes through the standard library's ``http.client``, not requests: requests and urllib3 cost a service
-about 8 MiB of resident memory for two GET endpoints on one server (see bench/client_memory.py). What the
-client needs from HTTP is small: keep-alive reuse, per-request timeouts, HTTPS with certificate checks, and
-``HttpTransport.interrupt``, which shuts down every connection it opened, so that ``ModelClient.close`` returns
-within a second even while the server holds a long-poll. Redirects and proxy variables are not followed: the
-client talks to its Mlab server only (the token must never go elsewhere).
+Every socket the HTTP session opens is registered, so ``HttpTransport.interrupt`` can shut down a long-poll
+that the server is holding: ``ModelClient.close`` must return within a second, not after ``wait`` seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import socket
 import threading
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+import weakref
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import contract
 from .config import VersionInfo
@@ -23,8 +25,6 @@ from .errors import ArtifactError, MlabClientError, RefreshError
 
 _DOWNLOAD_BLOCK = 1 << 20
 _REDIS_BATCH = 8  # chunks per MGET: bounded replies even for a 100 MiB artifact
-_IDLE_CONNECTIONS = 2  # kept for reuse: the listener polls and downloads one request at a time
-_USER_AGENT = "mlab-client/0.1"
 
 
 def verify_artifact(data: bytes, sha256: str, size: int, source: str) -> bytes:
@@ -37,108 +37,53 @@ def verify_artifact(data: bytes, sha256: str, size: int, source: str) -> bytes:
     return data
 
 
-class TransportClosed(MlabClientError, ConnectionError):
-    """A request was made, or was in flight, when ``HttpTransport.interrupt`` was called."""
+class _SocketRegistry:
+    def __init__(self) -> None:
+        self.connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        self.closed = False
+        self.lock = threading.Lock()
 
-
-class _Connections:
-    """The HTTP connections to one server: idle ones kept for reuse, every open one known to ``interrupt``."""
-
-    def __init__(self, scheme: str, host: str, port: int | None, timeout: float) -> None:
-        self._scheme, self._host, self._port, self._timeout = scheme, host, port, timeout
-        self._idle: list[http.client.HTTPConnection] = []
-        # every open connection with its socket: http.client drops its own reference to the socket of a
-        # "Connection: close" response while the body is still being read, and interrupt must still reach it
-        self._open: dict[http.client.HTTPConnection, socket.socket] = {}
-        self._closed = False
-        self._lock = threading.Lock()
-        self._tls = None
-
-    def take(self) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection and whether it was reused (a reused one may have been closed by the server since)."""
-        with self._lock:
-            if self._closed:
-                raise TransportClosed("the client is closed")
-            if self._idle:
-                return self._idle.pop(), True
-        connection = self._new()
-        connection.connect()  # explicitly, so that the socket exists before interrupt() can look for it
-        with self._lock:
-            if self._closed:
+    def add(self, connection: HTTPConnection) -> None:
+        with self.lock:
+            if self.closed:
                 connection.close()
-                raise TransportClosed("the client is closed")
-            self._open[connection] = connection.sock
-        return connection, False
-
-    def give_back(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if not self._closed and len(self._idle) < _IDLE_CONNECTIONS:
-                self._idle.append(connection)
-                return
-        self.discard(connection)
-
-    def discard(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            self._open.pop(connection, None)
-        connection.close()
+                raise requests.ConnectionError("the client is closed")
+            self.connections.add(connection)
 
     def interrupt(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections = list(self._open.items())
-            self._open.clear()
-            self._idle.clear()
-        for connection, sock in connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading a held long-poll
-            except OSError:
-                pass  # already closed
-            connection.close()
-
-    def _new(self) -> http.client.HTTPConnection:
-        if self._scheme == "https":
-            if self._tls is None:
-                import ssl  # only for https: the TLS libraries cost a few MiB that plain http never needs
-
-                self._tls = ssl.create_default_context()
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._tls)
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        with self.lock:
+            self.closed = True
+            connections = list(self.connections)
+        for connection in connections:
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
-class _Response:
-    """A response whose body is read by the caller; ``close`` returns a fully read connection for reuse."""
+def _interruptible_adapter(registry: _SocketRegistry) -> HTTPAdapter:
+    def tracked(base: type[HTTPConnection]) -> type[HTTPConnection]:
+        def connect(self: HTTPConnection) -> None:
+            base.connect(self)
+            registry.add(self)
 
-    def __init__(self, pool: _Connections, connection: http.client.HTTPConnection, raw: http.client.HTTPResponse):
-        self.status = raw.status
-        self.headers = raw.headers
-        self._pool, self._connection, self._raw = pool, connection, raw
+        return type(f"Tracked{base.__name__}", (base,), {"connect": connect})
 
-    def read(self, amount: int | None = None) -> bytes:
-        try:
-            return self._raw.read(amount)
-        except (OSError, http.client.HTTPException):
-            self._connection_failed()
-            raise
+    pools = {
+        "http": type("TrackedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": tracked(HTTPConnection)}),
+        "https": type(
+            "TrackedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": tracked(HTTPSConnection)}
+        ),
+    }
 
-    def close(self) -> None:
-        if self._connection is None:
-            return
-        if self._raw.isclosed() and not self._raw.will_close:
-            self._pool.give_back(self._connection)  # the body was read to its end: the connection is clean
-        else:
-            self._pool.discard(self._connection)
-        self._connection = None
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
 
-    def _connection_failed(self) -> None:
-        if self._connection is not None:
-            self._pool.discard(self._connection)
-            self._connection = None
-
-    def __enter__(self) -> _Response:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    return Adapter()
 
 
 class HttpTransport:
@@ -147,12 +92,13 @@ class HttpTransport:
     def __init__(self, base_url: str, token: str, *, timeout: float) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("base_url must be an http:// or https:// URL with a host")
-        self._origin = (parts.scheme, parts.netloc)
-        self._pool = _Connections(parts.scheme, parts.hostname, parts.port, timeout)
-        self._headers = {"Authorization": f"Token {token}", "User-Agent": _USER_AGENT}
+        self._registry = _SocketRegistry()
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Token {token}"
+        self._session.headers["User-Agent"] = "mlab-client/0.1"
+        adapter = _interruptible_adapter(self._registry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
 
     def __repr__(self) -> str:
         return f"<HttpTransport {self.base_url}>"
@@ -161,37 +107,39 @@ class HttpTransport:
         """``(config, etag)``: config is None when the server answered 304 (unchanged since ``etag``).
 
         With an ``etag`` and ``wait`` > 0 the server may hold the request up to ``wait`` seconds."""
-        held = bool(etag) and wait > 0
-        url = urljoin(self.base_url, f"api/v1/config/{quote(scene, safe='')}/")
-        if held:
-            url += "?" + urlencode({"wait": wait})
-        headers = {"If-None-Match": etag, "Accept": "application/json"} if etag else {"Accept": "application/json"}
-        with self._get(url, headers, read_timeout=self.timeout + (wait if held else 0)) as response:
-            if response.status == 304:
-                response.read()
+        headers = {"If-None-Match": etag} if etag else {}
+        params = {"wait": wait} if etag and wait > 0 else None
+        read_timeout = self.timeout + (wait if params else 0)
+        response = self._session.get(
+            urljoin(self.base_url, f"api/v1/config/{quote(scene, safe='')}/"),
+            headers=headers,
+            params=params,
+            timeout=(self.timeout, read_timeout),
+        )
+        with response:
+            if response.status_code == 304:
                 return None, etag
-            body = response.read()
-            if response.status != 200:
-                raise RefreshError(_describe_status("config", response.status))
+            if response.status_code != 200:
+                raise RefreshError(_describe_status("config", response.status_code))
             try:
-                config = json.loads(body)
+                body = response.json()
             except ValueError:
                 raise RefreshError("config: the response is not JSON") from None
-            return config, response.headers.get("ETag")
+            return body, response.headers.get("ETag")
 
     def get_artifact(self, info: VersionInfo) -> bytes:
         """The artifact bytes of ``info``, checked against its size and sha256 (``ArtifactError`` otherwise)."""
         source = f"HTTP ({info.url})"
         url = urljoin(self.base_url, info.url)
-        if urlsplit(url)[:2] != self._origin:
+        if urlsplit(url)[:2] != urlsplit(self.base_url)[:2]:
             # The token goes to the Mlab server only, whatever a config says.
             raise ArtifactError(f"artifact v{info.version}: {info.url} is not on {self.base_url}")
-        with self._get(url, {}, read_timeout=self.timeout * 6) as response:
-            if response.status != 200:
-                response.read()
-                raise ArtifactError(f"artifact v{info.version}: {_describe_status('artifact', response.status)}")
+        response = self._session.get(url, stream=True, timeout=(self.timeout, self.timeout * 6))
+        with response:
+            if response.status_code != 200:
+                raise ArtifactError(f"artifact v{info.version}: {_describe_status('artifact', response.status_code)}")
             buffer = bytearray()
-            while block := response.read(_DOWNLOAD_BLOCK):
+            for block in response.iter_content(_DOWNLOAD_BLOCK):
                 buffer += block
                 if len(buffer) > info.size:  # never buffer more than the config promised
                     raise ArtifactError(f"artifact {info.sha256[:12]} from {source}: more than {info.size} bytes")
@@ -199,30 +147,8 @@ class HttpTransport:
 
     def interrupt(self) -> None:
         """Abort every request in flight and refuse new ones (called by ``ModelClient.close``)."""
-        self._pool.interrupt()
-
-    def _get(self, url: str, headers: dict[str, str], *, read_timeout: float) -> _Response:
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = {**self._headers, **headers}
-        while True:
-            connection, reused = self._pool.take()
-            try:
-                if connection.sock is None:
-                    raise http.client.RemoteDisconnected("the kept-alive connection was closed")
-                connection.sock.settimeout(read_timeout)
-                connection.request("GET", target, headers=headers)
-                raw = connection.getresponse()
-            except TransportClosed:
-                raise
-            except (OSError, http.client.HTTPException) as exc:
-                self._pool.discard(connection)
-                # A kept-alive connection the server closed meanwhile fails at once: retry once, on a new one
-                # (a GET is safe to repeat). A fresh connection's failure is the answer.
-                if reused and isinstance(exc, ConnectionError | http.client.BadStatusLine):
-                    continue
-                raise
-            return _Response(self._pool, connection, raw)
+        self._registry.interrupt()
+        self._session.close()
 
 
 def _describe_status(what: str, status: int) -> str:
