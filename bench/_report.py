@@ -47,6 +47,8 @@ class Figure:
             return "—"
         if self.unit == "×":
             return f"{self.value:.2f}×"
+        if self.value.is_integer() and self.unit not in ("×", "s"):
+            return f"{self.value:.0f} {self.unit}".rstrip()
         magnitude = abs(self.value)
         text = (
             f"{self.value:.0f}" if magnitude >= 100 else f"{self.value:.1f}" if magnitude >= 10 else f"{self.value:.2f}"
