@@ -93,7 +93,7 @@ def platform_side(template_slug: str, path: str) -> dict:
         # worker reads; this process runs the job function itself, as a worker's horse would.
         run = training_run_create(template=template, params={}, engine="local", datasource=source, user=user)
         # Modules are loaded before the clock starts, as the plain script's are. (A forking worker whose
-        # parent has not imported the trainer pays this in every job's horse: about 2 s, see the README.)
+        # parent has not imported the trainer pays this in every job's horse: 1-2 s, see the README.)
         import apps.training.engines.local  # noqa: F401
 
         before = _peak_rss_mib()
