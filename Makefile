@@ -20,7 +20,7 @@ serve: bootstrap-run
 test: bootstrap-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: bootstrap-dev  # every benchmark, or some: make bench BENCH=sample_sql
+bench: bootstrap-dev  # every benchmark, or some: make bench BENCH="train_local dispatch"; exits 1 on a missed target
 	$(PY) -m bench $(BENCH)
 
 lint: bootstrap-dev

@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 
+from bench._report import Report, exit_code
 from bench.deploy_site import BenchSite, free_port
 
 
@@ -34,7 +35,7 @@ def fetch(port: int, path: str, key: str) -> float:
     return elapsed
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
@@ -72,16 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.mib} MiB artifact, median of {args.rounds}")
         for name, seconds in medians.items():
             print(f"  {name:<22} {seconds * 1000:8.1f} ms   {args.mib / seconds:7.0f} MiB/s")
-        ok = True
+        report = Report("artifact")
         for name in servers:
             ratio = medians[name] / medians["raw Redis GET"]
-            ok &= ratio <= 1.5
+            report.check(f"{name} / raw Redis GET", ratio, at_most=1.5, unit="×")
             print(f"  ratio {name} / raw Redis GET: {ratio:.2f} (target ≤ 1.5)")
         redis.delete("bench:artifact:raw")
-        return 0 if ok else 1
+        return report
     finally:
         site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(main(), "artifact"))

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 
+from bench._report import Report, exit_code
 from bench.deploy_site import BenchSite, free_port
 
 
@@ -51,7 +52,7 @@ def hammer(port: int, path: str, headers: dict, *, seconds: float, threads: int,
     return sum(counts) / (time.monotonic() - started)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"config {len(body_path.read_bytes())} bytes; {args.threads} client threads, {args.rounds}×{args.seconds}s"
         )
-        ok = True
+        report = Report("poll")
         for label, worker_class, app in (
             ("gunicorn sync worker (WSGI)", "sync", "mlabsite.wsgi:application"),
             ("gunicorn + uvicorn worker (ASGI)", "uvicorn.workers.UvicornWorker", "mlabsite.asgi:application"),
@@ -105,13 +106,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:<12} {rate:8.0f} req/s")
             for name in ("config 200", "config 304"):
                 ratio = rates[name] / rates["bare view"]
-                ok &= ratio >= 0.8
+                worker = "WSGI" if worker_class == "sync" else "ASGI"
+                report.check(f"{worker}: {name} / bare view", ratio, at_least=0.8, unit="×")
                 print(f"  ratio {name} / bare view: {ratio:.2f} (target ≥ 0.8)")
             site.processes.pop().terminate()
-        return 0 if ok else 1
+        return report
     finally:
         site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(main(), "poll"))

@@ -20,6 +20,8 @@ from pathlib import Path
 import duckdb
 import psutil
 
+from bench._report import Report, exit_code
+
 ROOT = Path(__file__).resolve().parents[1]
 IMPRESSIONS = int(os.environ.get("MLAB_BENCH_IMPRESSIONS", "1000000"))
 REPEATS = 5
@@ -125,7 +127,8 @@ def _timed(run) -> float:
     return elapsed
 
 
-def main() -> None:
+def main() -> Report:
+    report = Report("sample_sql")
     path = _warehouse()
     generated, hand = _generated(path), _hand_written(path)
     generated(), hand()  # warm the file cache and both code paths
@@ -136,6 +139,7 @@ def main() -> None:
     g, h = statistics.median(times["generated"]), statistics.median(times["hand"])
     print(f"rows: {IMPRESSIONS:,}; median of {REPEATS}: generated {g:.3f} s, hand-written {h:.3f} s")
     print(f"time ratio generated / hand-written: {g / h:.2f} (target <= 1.10)")
+    report.check("time ratio generated / hand-written", g / h, at_most=1.10, unit="×")
 
     gc.collect()
     with PeakRss() as memory:
@@ -145,13 +149,15 @@ def main() -> None:
         f"fetch peak RSS growth {memory.growth / 2**20:.1f} MiB for {arrays / 2**20:.1f} MiB of arrays "
         f"({len(sample):,} rows): ratio {memory.growth / arrays:.2f} (target <= 1.50)"
     )
+    report.check("fetch peak RSS growth / arrays", memory.growth / arrays, at_most=1.50, unit="×")
     del sample
     gc.collect()
     with PeakRss() as memory:
         baseline = hand()
     size = sum(a.nbytes for a in baseline.values())
     print(f"(hand-written fetchnumpy: peak RSS growth {memory.growth / 2**20:.1f} MiB for {size / 2**20:.1f} MiB)")
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exit_code(main(), "sample_sql"))

@@ -1,0 +1,287 @@
+"""A local-engine training run against a plain script, on 1,000,000 demo impressions: time and peak RSS.
+
+    python -m bench.train_local [--rows 1000000] [--templates binary-lr,binary-gbdt] [--repeats N]
+
+Mlab's side: a real TrainingRun of the built-in template (default parameters), created by
+``training_run_create`` on a DuckDB data source, executed by the job function an RQ worker calls
+(``apps.training.jobs.run_training``): the recorded sample SQL streamed from DuckDB, the scikit-learn
+pipeline fitted, evaluated (AUC, KS, log loss, … ROC points, feature importance), exported to ONNX with its
+raw-feature signature, parity-checked with onnxruntime on the test split, and the artifact stored in the
+database. Timed from the job's start to the run's success.
+
+The plain script: the same query written by hand and fetched with DuckDB's ``fetchnumpy()`` (one thread, as
+Mlab reads, so that rows come in the same order and the same rows are held out: same seed, stratified), median imputation and (for the linear model) standardization in numpy,
+scikit-learn's OneHotEncoder, the same estimator with the same hyperparameters (taken from the template's
+plan), and skl2onnx's export of the fitted estimator. Timed from connecting to DuckDB to the ONNX bytes;
+its AUC on the held-out rows is computed after the clock stops (to show both fit the same model).
+
+Each side runs in a fresh child process, so that peak RSS (``ru_maxrss``, imports included) is its own.
+Targets (issue 4): time ratio ≤ 1.2, peak RSS ratio ≤ 1.5. The warehouse is built once under var/bench/
+by the project's builder and reused (the same file bench.sample_sql reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench._report import Report, exit_code
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ("binary-lr", "binary-gbdt")
+TIME_TARGET, RSS_TARGET = 1.2, 1.5
+# Runs per side (medians are compared): the linear model trains in seconds, where another process's burst
+# weighs most; a boosted-trees run takes minutes.
+REPEATS = {"binary-lr": 3}
+
+# The platform's sample query for the demo click templates, as a person would write it.
+HAND_WRITTEN = """
+SELECT CAST(u.age AS DOUBLE) AS age, CAST(u.signup_days AS DOUBLE) AS signup_days,
+       CAST(u.is_vip AS DOUBLE) AS is_vip, CAST(i.price AS DOUBLE) AS price,
+       CAST(i.seller_rating AS DOUBLE) AS seller_rating, CAST(i.discount AS DOUBLE) AS discount,
+       CAST(m.position AS DOUBLE) AS position, CAST(m."hour" AS DOUBLE) AS "hour",
+       u.gender, u.city_tier, i.category,
+       CASE WHEN m.clicked = 1 THEN 1 ELSE 0 END AS clicked
+FROM impressions m
+LEFT JOIN users u ON m.user_id = u.user_id
+LEFT JOIN items i ON m.item_id = i.item_id
+WHERE m.clicked IS NOT NULL
+"""
+NUMERIC = ("age", "signup_days", "is_vip", "price", "seller_rating", "discount", "position", "hour")
+CATEGORICAL = ("gender", "city_tier", "category")
+LABEL = "clicked"
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def warehouse(rows: int) -> Path:
+    from apps.training.warehouse import build_demo_warehouse
+
+    path = ROOT / "var" / "bench" / f"warehouse-{rows}.duckdb"
+    started = time.perf_counter()
+    if build_demo_warehouse(path, impressions=rows).created:
+        print(f"built {path} ({rows:,} impressions) in {time.perf_counter() - started:.1f} s", flush=True)
+    return path
+
+
+# -- Mlab's side (a child process) -------------------------------------------------------------------------
+def platform_side(template_slug: str, path: str) -> dict:
+    from bench.deploy_site import BenchSite
+
+    site = BenchSite()  # its own SQLite and embedded Redis under a temporary var/
+    try:
+        from django.contrib.auth import get_user_model
+
+        from apps.templates.services import builtin_templates_sync
+        from apps.training.jobs import run_training
+        from apps.training.models import DataSource, TrainingRun
+        from apps.training.services import training_run_create
+
+        user = get_user_model().objects.create_user("bench", is_staff=True)
+        template = {t.slug: t for t in builtin_templates_sync()}[template_slug]
+        source = DataSource.objects.create(name="bench", engine=DataSource.Engine.DUCKDB, options={"path": path})
+        # Committed at once (no atomic block): its on-commit enqueue reaches the bench's own queue, which no
+        # worker reads; this process runs the job function itself, as a worker's horse would.
+        run = training_run_create(template=template, params={}, engine="local", datasource=source, user=user)
+        # Modules are loaded before the clock starts, as the plain script's are. (A forking worker whose
+        # parent has not imported the trainer pays this in every job's horse: 1-2 s, see the README.)
+        import apps.training.engines.local  # noqa: F401
+
+        before = _peak_rss_mib()
+        started = time.perf_counter()
+        run_training(run.pk)
+        seconds = time.perf_counter() - started
+        peak = _peak_rss_mib()
+        run = TrainingRun.objects.get(pk=run.pk)
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            raise RuntimeError(f"the run did not succeed: {run.status}: {run.error}")
+        report = run.report or {}
+        return {
+            "seconds": seconds,
+            "rss_mib": peak,
+            "rss_before_mib": before,
+            "auc": run.metrics.get("auc"),
+            "rows": report.get("rows"),
+            "timings": report.get("timings"),
+        }
+    finally:
+        site.close()
+
+
+# -- the plain script (a child process) --------------------------------------------------------------------
+def plain_side(path: str, estimator_json: str) -> dict:
+    import duckdb
+    import numpy as np
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import OneHotEncoder
+
+    spec = json.loads(estimator_json)
+    estimator = _estimator_class(spec["class"])(**spec["params"])
+    trees, split = spec["trees"], spec["split"]
+    before = _peak_rss_mib()
+    clock = _Clock()
+    con = duckdb.connect(path, read_only=True)
+    con.execute("SET threads = 1")  # DuckDB's row order as Mlab reads it: the same rows land in the same split
+    # fetchnumpy gives masked arrays where a column has NULLs: fill them (NaN, the missing marker).
+    columns = {
+        name: np.ma.filled(values, _fill(values)) for name, values in con.execute(HAND_WRITTEN).fetchnumpy().items()
+    }
+    con.close()
+    label = columns.pop(LABEL).astype(np.float64)
+    clock.lap("query")
+    train_rows, test_rows = train_test_split(
+        np.arange(len(label)), test_size=split["test_ratio"], random_state=split["seed"], stratify=label
+    )
+    numeric = np.column_stack([columns[n].astype(np.float64) for n in NUMERIC])
+    medians = np.nanmedian(numeric[train_rows], axis=0)
+    numeric = np.where(np.isnan(numeric), medians, numeric)
+    if not trees:
+        numeric = (numeric - numeric[train_rows].mean(axis=0)) / numeric[train_rows].std(axis=0)
+    categorical = np.column_stack([columns[n].astype(object) for n in CATEGORICAL])
+    del columns
+    # No max_categories: every demo column has fewer than the template's 50, so the encoding is the same, and
+    # scikit-learn's infrequent-category pass would cost the plain script seconds it does not need to spend.
+    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    encoder.fit(categorical[train_rows])
+    matrix = np.hstack([numeric, encoder.transform(categorical)]).astype(np.float32 if trees else np.float64)
+    del numeric, categorical
+    clock.lap("preparing")
+    estimator.fit(matrix[train_rows], label[train_rows])
+    clock.lap("fitting")
+    onnx_model = to_onnx(
+        estimator,
+        initial_types=[("X", FloatTensorType([None, matrix.shape[1]]))],
+        target_opset={"": 17, "ai.onnx.ml": 3},
+        options={id(estimator): {"zipmap": False}},
+    )
+    size = len(onnx_model.SerializeToString())
+    clock.lap("exporting")
+    seconds = clock.total()
+    peak = _peak_rss_mib()
+    auc = roc_auc_score(label[test_rows], estimator.predict_proba(matrix[test_rows])[:, 1])  # after the clock
+    return {
+        "seconds": seconds,
+        "rss_mib": peak,
+        "rss_before_mib": before,
+        "auc": float(auc),
+        "onnx_bytes": size,
+        "timings": clock.laps,
+    }
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name], self.last = round(now - self.last, 3), now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def _fill(values) -> object:
+    return "__missing__" if values.dtype == object else float("nan")
+
+
+def _estimator_class(name: str):
+    module, _, cls = name.rpartition(".")
+    return getattr(__import__(module, fromlist=[cls]), cls)
+
+
+def estimator_spec(template_slug: str) -> str:
+    """The estimator, hyperparameters, split and one-hot settings the template's run will use, as JSON."""
+    from apps.training.tests.trainer_data import builtin_payload
+    from apps.training.trainer.plan import plan_from_payload
+
+    plan = plan_from_payload(builtin_payload(template_slug))
+    estimator = plan.estimator
+    return json.dumps(
+        {
+            "class": f"{type(estimator).__module__}.{type(estimator).__name__}",
+            "params": estimator.get_params(),
+            "trees": plan.trees,
+            "split": {"test_ratio": plan.split.test_ratio, "seed": plan.split.seed},
+        }
+    )
+
+
+# -- the parent ---------------------------------------------------------------------------------------------
+def _child(args: list[str]) -> dict:
+    env = {**os.environ, "MLAB_LOG_LEVEL": os.environ.get("MLAB_LOG_LEVEL", "WARNING")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.train_local", *args], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.train_local {' '.join(args[:3])} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_template(report: Report, template: str, path: Path, repeats: int) -> None:
+    spec = estimator_spec(template)
+    results: dict[str, list[dict]] = {"plain": [], "mlab": []}
+    for _ in range(repeats):  # interleaved, so that drift hits both sides alike
+        results["plain"].append(_child(["--side", "plain", "--warehouse", str(path), "--estimator", spec]))
+        results["mlab"].append(_child(["--side", "mlab", "--warehouse", str(path), "--template", template]))
+    plain, mlab = results["plain"], results["mlab"]
+    p_time = statistics.median(r["seconds"] for r in plain)
+    m_time = statistics.median(r["seconds"] for r in mlab)
+    p_rss, m_rss = max(r["rss_mib"] for r in plain), max(r["rss_mib"] for r in mlab)
+    print(f"{template}: {path.name}, median of {repeats}")
+    print(f"  plain script  {p_time:7.2f} s   peak RSS {p_rss:6.0f} MiB   AUC {plain[-1]['auc']:.4f}")
+    print(f"  Mlab run      {m_time:7.2f} s   peak RSS {m_rss:6.0f} MiB   AUC {mlab[-1]['auc']:.4f}")
+    print(f"  plain stages  {plain[-1]['timings']}")
+    print(f"  Mlab stages   {mlab[-1]['timings']}  rows {mlab[-1]['rows']}")
+    time_ok = report.check(f"{template} time ratio", m_time / p_time, at_most=TIME_TARGET, unit="×")
+    rss_ok = report.check(f"{template} peak RSS ratio", m_rss / p_rss, at_most=RSS_TARGET, unit="×")
+    report.note(f"{template} Mlab run", m_time, unit="s")
+    report.note(f"{template} plain script", p_time, unit="s")
+    report.note(f"{template} Mlab peak RSS", m_rss, unit="MiB")
+    report.note(f"{template} plain peak RSS", p_rss, unit="MiB")
+    print(f"  time ratio {m_time / p_time:.2f} (target ≤ {TIME_TARGET}) {'ok' if time_ok else 'MISSED'}")
+    print(f"  peak RSS ratio {m_rss / p_rss:.2f} (target ≤ {RSS_TARGET}) {'ok' if rss_ok else 'MISSED'}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> Report:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--templates", default=",".join(TEMPLATES))
+    parser.add_argument("--repeats", type=int, help="runs per side (default: 3 for binary-lr, 1 otherwise)")
+    parser.add_argument("--side", choices=["mlab", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--warehouse", help=argparse.SUPPRESS)
+    parser.add_argument("--template", help=argparse.SUPPRESS)
+    parser.add_argument("--estimator", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.side:  # a child: print one JSON line
+        if args.side == "mlab":
+            result = platform_side(args.template, args.warehouse)
+        else:
+            result = plain_side(args.warehouse, args.estimator)
+        print(json.dumps(result))
+        return Report("train_local")
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlabsite.settings.base")
+    path = warehouse(args.rows)
+    report = Report("train_local")
+    for template in args.templates.split(","):
+        bench_template(report, template, path, args.repeats or REPEATS.get(template, 1))
+    return report
+
+
+if __name__ == "__main__":
+    result = main()
+    raise SystemExit(0 if "--side" in sys.argv else exit_code(result, "train_local"))
