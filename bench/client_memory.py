@@ -31,6 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench._report import Report, exit_code
+
 if TYPE_CHECKING:
     from mlab_client.tests.builders import BuiltModel
 
@@ -124,7 +126,8 @@ def _print_figures(figures: dict, name: str) -> None:
     )
 
 
-def main() -> int:
+def main() -> Report:
+    report = Report("client_memory")
     from mlab_client.tests.builders import build
 
     small = (build("lr"), build("gbdt"))
@@ -145,7 +148,9 @@ def main() -> int:
         f"  literal reading: (holding - bare) / (files + 60 MiB) = {paid / budget:.3f}; the floor alone is"
         f" {needed / budget:.3f} of it (numpy + onnxruntime + two sessions)"
     )
-    ok_small = paid - needed <= budget
+    report.check("LR + GBDT: (holding - floor) / (files + 60 MiB)", (paid - needed) / budget, at_most=1.0, unit="×")
+    report.note("LR + GBDT: (holding - bare) / (files + 60 MiB), the literal reading", paid / budget, unit="×")
+    report.note("LR + GBDT: floor / (files + 60 MiB)", needed / budget, unit="×")
 
     large = (build("rf", n=8000), build("rf", seed=1, n=8000))
     files = sum(len(b.onnx) for b in large)
@@ -159,11 +164,14 @@ def main() -> int:
     )
     print(f"  ratio (holding - floor) / (files + 60 MiB) = {(paid - needed) / (files + ALLOWANCE):.3f} (target ≤ 1)")
     print(f"  ratio (holding - bare) / (floor + 60 MiB) = {paid / (needed + ALLOWANCE):.3f}")
-    ok_large = paid - needed <= files + ALLOWANCE
-
-    print(f"client_memory: {'OK' if ok_small and ok_large else 'ABOVE TARGET'}")
-    return 0 if ok_small and ok_large else 1
+    report.check(
+        "two forests: (holding - floor) / (files + 60 MiB)",
+        (paid - needed) / (files + ALLOWANCE),
+        at_most=1.0,
+        unit="×",
+    )
+    return report
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_code(main(), "client_memory"))

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench._report import Report, exit_code
+
 ROOT = Path(__file__).resolve().parents[1]
 WAREHOUSE = ROOT / "var" / "bench" / "warehouse.duckdb"
 TEMPLATES = {"binary-lr": "lr", "binary-gbdt": "gbdt"}
@@ -163,7 +165,7 @@ def bench_version(client, model: Trained, rounds: int, number: int) -> tuple[flo
     return ratio, speedup
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--number", type=int, default=500)
@@ -186,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"predict/random-bucket: client.predict() without a unit id {seconds['any'] * 1e6:.2f} µs")
     finally:
         site.close()
-    ok = all(ratio <= RATIO_TARGET and speedup >= SKLEARN_TARGET for ratio, speedup in results.values())
-    print(f"predict: {'OK' if ok else 'ABOVE TARGET'}")
-    return 0 if ok else 1
+    report = Report("predict")
+    for template, (ratio, speedup) in results.items():
+        report.check(f"{template}: client.predict / session.run", ratio, at_most=RATIO_TARGET, unit="×")
+        report.check(f"{template}: sklearn predict_proba / client.predict", speedup, at_least=SKLEARN_TARGET, unit="×")
+    return report
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_code(main(), "predict"))

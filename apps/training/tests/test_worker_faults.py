@@ -132,3 +132,23 @@ def test_a_stale_connection_does_not_fail_the_next_job(mysql_only, builtin_templ
     job.refresh()
     assert job.get_status() == "finished"
     connection.close()
+
+
+def test_the_forking_worker_loads_what_jobs_import_before_it_forks():
+    """Each horse inherits scikit-learn, skl2onnx and the trainer from the parent instead of importing them."""
+    probe = (
+        "import sys, django; django.setup()\n"
+        "from django_rq import get_connection\n"
+        "from apps.training.worker import PRELOAD, MlabWorker\n"
+        "before = [m for m in PRELOAD + ('sklearn', 'skl2onnx') if m in sys.modules]\n"
+        "MlabWorker(['default'], connection=get_connection('default'))\n"
+        "after = [m for m in PRELOAD + ('sklearn', 'skl2onnx') if m in sys.modules]\n"
+        "print(before, after)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=process_env(), capture_output=True, text=True, check=True
+    ).stdout
+    before, after = out.strip().split("] [")
+    assert "sklearn" not in before, out  # the probe starts clean, so the worker is what loaded them
+    for module in ("apps.training.engines.local", "apps.deploy.jobs", "sklearn", "skl2onnx"):
+        assert module in after, out
