@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from bench._report import Report, exit_code
+from bench.sample_sql import HAND_WRITTEN  # the same query as a person would write it
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ("binary-lr", "binary-gbdt")
@@ -41,19 +42,6 @@ TIME_TARGET, RSS_TARGET = 1.2, 1.5
 # weighs most; a boosted-trees run takes minutes.
 REPEATS = {"binary-lr": 3}
 
-# The platform's sample query for the demo click templates, as a person would write it.
-HAND_WRITTEN = """
-SELECT CAST(u.age AS DOUBLE) AS age, CAST(u.signup_days AS DOUBLE) AS signup_days,
-       CAST(u.is_vip AS DOUBLE) AS is_vip, CAST(i.price AS DOUBLE) AS price,
-       CAST(i.seller_rating AS DOUBLE) AS seller_rating, CAST(i.discount AS DOUBLE) AS discount,
-       CAST(m.position AS DOUBLE) AS position, CAST(m."hour" AS DOUBLE) AS "hour",
-       u.gender, u.city_tier, i.category,
-       CASE WHEN m.clicked = 1 THEN 1 ELSE 0 END AS clicked
-FROM impressions m
-LEFT JOIN users u ON m.user_id = u.user_id
-LEFT JOIN items i ON m.item_id = i.item_id
-WHERE m.clicked IS NOT NULL
-"""
 NUMERIC = ("age", "signup_days", "is_vip", "price", "seller_rating", "discount", "position", "hour")
 CATEGORICAL = ("gender", "city_tier", "category")
 LABEL = "clicked"
