@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +59,8 @@ class DuckDBEngine(Engine):
         timer.start()
         try:
             yield
-        except duckdb.Error as exc:
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:
+            # An interrupted Arrow stream raises pyarrow's OSError rather than duckdb's InterruptException.
             if fired.is_set() or isinstance(exc, duckdb.InterruptException):
                 raise QueryTimeout(timeout) from None
             raise QueryFailed(f"Data source {self.name!r} refused the query: {exc}") from None
@@ -96,7 +98,7 @@ class DuckDBEngine(Engine):
             # one thread produces it: more threads would only buffer batches ahead (measured: 35 MB vs 22 MB
             # at a million rows, same time). The "threads" option overrides it.
             con.execute("SET threads = ?", [int(self.options.get("threads", 1))])
-            for batch in con.sql(sql).to_arrow_reader(chunk_rows):
+            for batch in _prefetched(con.sql(sql).to_arrow_reader(chunk_rows)):
                 if batch.num_rows == 0:
                     continue
                 for name, column in zip(names, batch.columns, strict=True):
@@ -113,6 +115,56 @@ class DuckDBEngine(Engine):
                         )
                         builder.add_categorical_codes(name, vocabulary, codes)
         return builder.finish({"source": self.name, "dialect": self.dialect})
+
+
+_PREFETCH_BATCHES = 2
+_DONE = object()
+
+
+def _prefetched(reader: pa.RecordBatchReader):
+    """The reader's batches, produced by a thread of their own while the caller converts the previous ones.
+
+    DuckDB releases the GIL while it computes a batch, so with its single thread (kept for a deterministic row
+    order) the query and the conversion overlap instead of taking turns. At most ``_PREFETCH_BATCHES`` wait in
+    the queue, so memory stays bounded. An error in the producer (an interrupt on timeout, a failing query)
+    is raised here, in the caller; when the caller stops early, the producer is stopped and joined before the
+    connection can be closed under it.
+    """
+    batches: queue.Queue = queue.Queue(maxsize=_PREFETCH_BATCHES)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                while not stop.is_set():
+                    try:
+                        batches.put(batch, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+        finally:
+            batches.put(_DONE)  # the caller drains until it sees this, so there is always room eventually
+
+    producer = threading.Thread(target=produce, name="duckdb-prefetch", daemon=True)
+    producer.start()
+    try:
+        while (batch := batches.get()) is not _DONE:
+            yield batch
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        while producer.is_alive():  # drain so that a producer blocked on a full queue can finish
+            try:
+                batches.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        producer.join()
 
 
 def _to_float(column: pa.Array) -> np.ndarray:
