@@ -160,10 +160,15 @@ def test_server_killed_while_clients_predict_then_back_with_a_revision_published
     while_down = burst.predictions[down_from:down_to]
     assert len(while_down) > 100 and {p.version for _, p in while_down} == {1}
     assert {p.revision for _, p in while_down} == {first}
+    # A thread may have been inside predict() with the old routing when the swap happened and append its
+    # answer just after back_from was read: at most one such prediction per thread, all of the old revision.
     after = burst.predictions[back_from:]
+    stale = [p for _, p in after if p.revision != meanwhile]
+    assert len(stale) <= len(burst._threads) and {p.revision for p in stale} <= {first}
+    fresh = [(unit, p) for unit, p in after if p.revision == meanwhile]
     router = Router.from_config(ConfigRevision.objects.get(scene=live.scene, revision=meanwhile).content)
-    assert {p.revision for _, p in after} == {meanwhile}
-    assert all(p.version == router.version_for(unit) for unit, p in after) and {p.version for _, p in after} == {1, 2}
+    assert len(fresh) > 100 and all(p.version == router.version_for(unit) for unit, p in fresh)
+    assert {p.version for _, p in fresh} == {1, 2}
 
 
 def test_redis_for_artifacts_stopped_fetches_fall_back_to_http(server, live):
