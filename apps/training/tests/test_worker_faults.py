@@ -16,7 +16,7 @@ from apps.deploy.models import Artifact, ArtifactChunk
 from apps.training.models import TrainingRun
 from apps.training.services.runs import WORKER_DIED, training_run_create
 from apps.training.tests.runs_support import run_queued_jobs
-from tests.live import ROOT, process_env
+from tests.live import ROOT, process_env, rq_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 Status = TrainingRun.Status
@@ -25,12 +25,8 @@ FAST_REAPING = {"MLAB_RUN_HEARTBEAT_SECONDS": "2", "MLAB_RUN_REAP_AFTER_SECONDS"
 
 
 def _worker(log_path) -> subprocess.Popen:
-    """`manage.py rqworker` as `make run` starts it."""
-    log = open(log_path, "ab")  # noqa: SIM115 (the child keeps it)
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default", "--serializer", "rq.serializers.JSONSerializer"],
-        cwd=ROOT, env=process_env(**FAST_REAPING), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    """`manage.py rqworker` as `make run` starts it, reaping fast."""
+    return rq_worker(log_path, scheduler=False, **FAST_REAPING)
 
 
 def _wait_for(predicate, what: str, timeout: float = 90):

@@ -80,8 +80,9 @@ class Command(BaseCommand):
         templates = builtin_templates_sync()
         self.stdout.write(f"Built-in templates: {', '.join(t.slug for t in templates)}")
         user = demo_user_sync()
-        demo = self.scene(user)
-        token = demo_client_token(demo.scene, user=demo.scene.owners.get(username=DEMO_USERNAME))
+        owner = get_user_model().objects.get(username=user.username)
+        demo = self.scene(owner)
+        token = demo_client_token(demo.scene, user=owner)
         self.stdout.write(self.style.SUCCESS("\nMlab demo is ready."))
         self.stdout.write(f"  Admin:     {base_url}/admin/   user {user.username!r}, password {user.password!r}")
         self.stdout.write(f"  API:       {base_url}/api/v1/templates/   header 'Authorization: Token {user.token}'")
@@ -93,8 +94,7 @@ class Command(BaseCommand):
             SNIPPET.format(base_url=base_url, scene=demo.scene.name, token=token, features=_example_features(demo))
         )
 
-    def scene(self, user) -> DemoScene:
-        owner = get_user_model().objects.get(username=user.username)
+    def scene(self, owner) -> DemoScene:
         started = time.monotonic()
         try:
             demo = demo_scene_sync(
