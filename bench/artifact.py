@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> Report:
     try:
         data = os.urandom(args.mib * 1024 * 1024)
         seeded = site.seed(artifacts=[data], fmt="bin")
-        from apps.deploy.artifacts import artifact_cache_warm
-        from apps.deploy.locks import redis_connection
+        from apps.artifacts.storage import artifact_cache_warm
         from apps.deploy.models import ModelVersion
+        from mlabsite.locks import redis_connection
 
         scene = seeded["scene"]
         artifact_cache_warm(ModelVersion.objects.get(scene=scene, version=1).artifact)

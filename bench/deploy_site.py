@@ -49,7 +49,7 @@ class BenchSite:
         from django.contrib.auth import get_user_model
         from rest_framework.authtoken.models import Token
 
-        from apps.deploy.artifacts import artifact_store
+        from apps.artifacts.storage import artifact_store
         from apps.deploy.services import (
             client_token_create,
             deployment_create,

@@ -70,7 +70,7 @@ def train_and_publish(impressions: int) -> tuple[str, list[Trained]]:
     import numpy as np
     from django.contrib.auth import get_user_model
 
-    from apps.deploy.artifacts import artifact_read
+    from apps.artifacts.storage import artifact_read
     from apps.deploy.demo import demo_warehouse_sync
     from apps.deploy.services import (
         client_token_create,

@@ -13,8 +13,9 @@ from collections import Counter
 import pytest
 import requests
 
-from apps.deploy.artifacts import artifact_cache_warm
-from apps.deploy.models import ArtifactChunk, ConfigEntry, ConfigRevision, ModelVersion
+from apps.artifacts.models import ArtifactChunk
+from apps.artifacts.storage import artifact_cache_warm
+from apps.deploy.models import ConfigEntry, ConfigRevision, ModelVersion
 from apps.deploy.services import (
     client_token_create,
     deployment_create,
@@ -47,7 +48,7 @@ class LiveScene:
     """A scene with versions 1–3 (three real models), a client token, and a way to publish a split."""
 
     def __init__(self, user, builtin_templates) -> None:
-        from apps.deploy.artifacts import artifact_store
+        from apps.artifacts.storage import artifact_store
 
         # A new name per test: the server keeps a short memo of configs by scene name.
         self.scene = scene_create(name=f"client-{uuid.uuid4().hex[:8]}", user=user)

@@ -15,13 +15,13 @@ import pytest
 import redis as redis_lib
 from django_redis import get_redis_connection
 
-from apps.deploy.artifacts import artifact_store
-from apps.deploy.locks import LOCK_PREFIX
+from apps.artifacts.storage import artifact_store
 from apps.deploy.models import ConfigEntry, ConfigRevision, Deployment, ModelVersion
 from apps.deploy.services import deployment_create, model_version_register, scene_create, scene_publish
 from apps.deploy.services.publication import FENCED, PUBLISHED, lock_name
 from apps.training.models import DataSource, TrainingRun
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
+from mlabsite.locks import LOCK_PREFIX
 from tests.live import RedisServer, free_port, python, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -1,40 +1,9 @@
-"""Artifacts, scenes, model versions, deployments and the config table clients poll."""
+"""Scenes, model versions, deployments and the config table clients poll."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-
-
-class Artifact(models.Model):
-    """A model file, content-addressed by sha256, stored in the database as ordered chunks.
-
-    The row and all its chunks are written in one transaction, so a half-written artifact is never visible.
-    """
-
-    sha256 = models.CharField(max_length=64, unique=True)
-    size = models.BigIntegerField()
-    format = models.CharField(max_length=16, default="onnx")
-    chunk_size = models.PositiveIntegerField()
-    chunk_count = models.PositiveIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"{self.format} {self.sha256[:12]} ({self.size} bytes)"
-
-
-class ArtifactChunk(models.Model):
-    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="chunks")
-    index = models.PositiveIntegerField()
-    sha256 = models.CharField(max_length=64)
-    data = models.BinaryField()
-
-    class Meta:
-        ordering = ["artifact", "index"]
-        constraints = [models.UniqueConstraint(fields=["artifact", "index"], name="artifact_chunk_unique")]
-
-    def __str__(self) -> str:
-        return f"chunk {self.index} of {self.artifact_id}"
 
 
 class Scene(models.Model):
@@ -59,7 +28,7 @@ class ModelVersion(models.Model):
     scene = models.ForeignKey(Scene, on_delete=models.PROTECT, related_name="versions")
     version = models.PositiveIntegerField()
     run = models.ForeignKey("training.TrainingRun", on_delete=models.PROTECT, related_name="model_versions")
-    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="versions")
+    artifact = models.ForeignKey("artifacts.Artifact", on_delete=models.PROTECT, related_name="versions")
     format = models.CharField(max_length=16, default="onnx")
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)

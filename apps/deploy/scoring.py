@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import mlab_client
+from apps.artifacts.models import Artifact
+from apps.artifacts.storage import artifact_read
 from mlab_client import contract
 from mlab_client.routing import Router
 
-from .artifacts import artifact_read
 from .configs import config_body, config_etag
-from .models import Artifact, ConfigEntry
+from .models import ConfigEntry
 
 SESSION_CACHE_SIZE = 8
 

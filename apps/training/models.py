@@ -103,7 +103,7 @@ class TrainingRun(models.Model):
     cancel_requested = models.BooleanField(default=False)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     artifact = models.ForeignKey(
-        "deploy.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+        "artifacts.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

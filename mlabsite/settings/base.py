@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    "apps.artifacts.apps.ArtifactsConfig",
     "apps.templates.apps.AlgoTemplatesConfig",
     "apps.training.apps.TrainingConfig",
     "apps.deploy.apps.DeployConfig",

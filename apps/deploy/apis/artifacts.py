@@ -19,9 +19,8 @@ from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseNotModified, StreamingHttpResponse
 from redis.exceptions import RedisError
 
-from mlab_client.contract import artifact_chunk_key, artifact_meta_key
-
-from ..artifacts import (
+from apps.artifacts.models import Artifact
+from apps.artifacts.storage import (
     CACHE_TTL_SECONDS,
     ArtifactCorrupt,
     artifact_cache_warm,
@@ -29,8 +28,10 @@ from ..artifacts import (
     artifact_db_chunk,
     cache_meta_matches,
 )
-from ..locks import redis_connection
-from ..models import Artifact, ModelVersion
+from mlab_client.contract import artifact_chunk_key, artifact_meta_key
+from mlabsite.locks import redis_connection
+
+from ..models import ModelVersion
 from .access import Refused, readable_scene
 from .config import parse_etags
 

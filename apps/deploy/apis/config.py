@@ -24,8 +24,9 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseNotModified
 from redis.exceptions import RedisError
 
+from mlabsite.locks import redis_connection
+
 from ..configs import Published, config_body, config_cache_key, config_cache_parse, config_cache_set, config_memo
-from ..locks import redis_connection
 from ..models import ConfigEntry
 from ..notify import channel_prefix, config_listener
 from .access import Refused, authorize, authorize_async, coalesce

@@ -16,11 +16,11 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.artifacts.storage import ArtifactCorrupt
 from apps.training.models import TrainingRun
 from mlab_client.contract import BUCKETS
 
 from .. import selectors, services
-from ..artifacts import ArtifactCorrupt
 from ..models import ConfigEntry, Deployment, ModelVersion, Scene
 from ..scoring import FeatureError, ModelFormatError, model_load, router_for
 

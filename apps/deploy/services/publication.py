@@ -25,7 +25,9 @@ from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
 
-from ..artifacts import artifact_cache_ensure
+from apps.artifacts.storage import artifact_cache_ensure
+from mlabsite.locks import Lease, RedisLock, fenced_update, redis_connection
+
 from ..configs import (
     Published,
     config_body,
@@ -35,7 +37,6 @@ from ..configs import (
     config_memo,
     versions_needed,
 )
-from ..locks import Lease, RedisLock, fenced_update, redis_connection
 from ..models import ConfigEntry, ConfigRevision, Deployment, ModelVersion, Scene
 from ..notify import config_notify
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from apps.artifacts.storage import artifact_read
 from apps.training.models import TrainingRun
 
-from ..artifacts import artifact_read
 from ..models import ModelVersion, Scene
 from ..scoring import ModelFormatError, onnx_metadata
 

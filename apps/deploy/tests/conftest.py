@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from apps.deploy.artifacts import artifact_store
+from apps.artifacts.storage import artifact_store
 from apps.deploy.services import client_token_create, scene_create
 from apps.training.models import DataSource, TrainingRun
 

@@ -15,8 +15,9 @@ from django.test import AsyncClient
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from apps.deploy.artifacts import artifact_cache_present
-from apps.deploy.models import ArtifactChunk, ConfigEntry
+from apps.artifacts.models import ArtifactChunk
+from apps.artifacts.storage import artifact_cache_present
+from apps.deploy.models import ConfigEntry
 from apps.deploy.services import client_token_create, deployment_create, scene_create, scene_publish
 from conftest import token_client
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
@@ -120,7 +121,7 @@ def test_artifact_is_streamed_with_its_sha256_as_etag(scene, versions, user_key,
 
 
 def test_a_corrupt_cached_chunk_is_replaced_from_the_database_and_repaired(scene, make_run, user, user_key, redis):
-    from apps.deploy.artifacts import artifact_cache_warm
+    from apps.artifacts.storage import artifact_cache_warm
     from apps.deploy.services import model_version_register
 
     data = bytes(range(256)) * 40_000  # 10 MB: three chunks

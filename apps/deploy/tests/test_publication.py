@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from apps.deploy.artifacts import artifact_cache_present
+from apps.artifacts.storage import artifact_cache_present
 from apps.deploy.configs import config_body, config_etag
 from apps.deploy.models import ConfigEntry, ConfigRevision
 from apps.deploy.notify import channel_prefix

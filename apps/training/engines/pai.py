@@ -17,8 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.deploy.artifacts import artifact_store
-from apps.deploy.locks import LockNotAcquired, RedisLock, fenced_update
+from apps.artifacts.storage import artifact_store
 from apps.training import trainer
 from apps.training.datasources import DataSourceError
 from apps.training.heartbeat import Heartbeat
@@ -27,6 +26,7 @@ from apps.training.pai.client import PaiClient, PaiConfigurationError, PaiError,
 from apps.training.pai.request import JobSettings, create_job_body
 from apps.training.pai.statuses import CANCELLED, FAILED, SUCCEEDED
 from apps.training.services import runs as run_services
+from mlabsite.locks import LockNotAcquired, RedisLock, fenced_update
 
 from .sample import fetch_run_sample, trainer_sample
 

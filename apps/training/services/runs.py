@@ -173,7 +173,7 @@ def training_run_finish(
 @transaction.atomic
 def training_run_succeed(run_id: int, *, onnx_bytes: bytes, report: Mapping[str, Any]) -> bool:
     """Store the artifact and finish the run in one transaction: either both are visible or neither."""
-    from apps.deploy.artifacts import artifact_store
+    from apps.artifacts.storage import artifact_store
 
     artifact = artifact_store(onnx_bytes, format="onnx")
     done = training_run_finish(

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.deploy.artifacts import artifact_read
+from apps.artifacts.storage import artifact_read
 from apps.training.jobs import run_training
 from apps.training.models import TrainingRun
 from apps.training.tests.runs_support import run_queued_jobs

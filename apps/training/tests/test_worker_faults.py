@@ -12,7 +12,7 @@ import psutil
 import pytest
 from django.db import connection
 
-from apps.deploy.models import Artifact, ArtifactChunk
+from apps.artifacts.models import Artifact, ArtifactChunk
 from apps.training.models import TrainingRun
 from apps.training.services.runs import WORKER_DIED, training_run_create
 from apps.training.tests.runs_support import run_queued_jobs

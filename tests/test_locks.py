@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from apps.deploy.locks import FENCE_PREFIX, LOCK_PREFIX, LockNotAcquired, RedisLock, fence_draw, fenced_update
 from apps.deploy.models import ConfigEntry
+from apps.deploy.services import scene_create
+from mlabsite.locks import FENCE_PREFIX, LOCK_PREFIX, LockNotAcquired, RedisLock, fence_draw, fenced_update
 
 
 def test_a_held_lock_keeps_others_out_until_released():
@@ -89,8 +90,8 @@ def test_threads_hold_the_lock_one_at_a_time():
 
 
 @pytest.mark.django_db
-def test_fenced_update_refuses_a_stale_token(scene):
-    rows = ConfigEntry.objects.filter(scene=scene)
+def test_fenced_update_refuses_a_stale_token(user):
+    rows = ConfigEntry.objects.filter(scene=scene_create(name="fenced", user=user))
     assert fenced_update(rows, fence_field="fence", fence=10, revision=1)
     assert not fenced_update(rows, fence_field="fence", fence=9, revision=2)
     assert not fenced_update(rows, fence_field="fence", fence=10, revision=3)

@@ -26,8 +26,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
+from mlabsite.locks import redis_connection
 
-from .locks import redis_connection
 from .models import Artifact, ArtifactChunk
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from apps.deploy.artifacts import (
+from apps.artifacts.models import Artifact, ArtifactChunk
+from apps.artifacts.storage import (
     CHUNK_SIZE,
     ArtifactCorrupt,
     artifact_cache_present,
@@ -19,7 +20,6 @@ from apps.deploy.artifacts import (
     artifact_read,
     artifact_store,
 )
-from apps.deploy.models import Artifact, ArtifactChunk
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
 
 pytestmark = pytest.mark.django_db
@@ -106,7 +106,7 @@ def test_a_corrupt_database_chunk_is_reported_and_never_served(caplog):
     data = os.urandom(300)
     artifact = artifact_store(data, chunk_size=100)
     ArtifactChunk.objects.filter(artifact=artifact, index=1).update(data=b"y" * 100)
-    with caplog.at_level(logging.ERROR, logger="apps.deploy.artifacts"):
+    with caplog.at_level(logging.ERROR, logger="apps.artifacts.storage"):
         with pytest.raises(ArtifactCorrupt, match="chunk 1"):
             b"".join(artifact_db_chunks(artifact))
         with pytest.raises(ArtifactCorrupt):
