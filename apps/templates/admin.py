@@ -1,22 +1,19 @@
-"""Admin for algorithm templates: nodes with their parameter metadata, and the Launch training page."""
+"""Admin for algorithm templates: nodes with their parameter metadata, and a link to the Launch page (which
+the training app serves)."""
 
 from __future__ import annotations
 
 import json
 
 from django import forms
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
-from .forms import dump_json, launch_form_class
-from .launch_page import launch_preview, launch_run, launch_source
 from .models import AlgorithmTemplate, TemplateNode
 from .nodes import Group, Param, registry
-from .payload import build_payload, mask_secrets
+from .selectors import template_list
 from .validation import chain_errors
 
 
@@ -125,12 +122,7 @@ class AlgorithmTemplateAdmin(admin.ModelAdmin):
         css = {"all": ["mlab/admin.css"]}
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request).select_related("owner")
-        if request.user.is_superuser:
-            return qs
-        from django.db.models import Q
-
-        return qs.filter(Q(published=True) | Q(owner=request.user))
+        return template_list(user=request.user)
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and not request.user.is_superuser and (obj.builtin or obj.owner_id != request.user.pk):
@@ -149,66 +141,16 @@ class AlgorithmTemplateAdmin(admin.ModelAdmin):
 
     @admin.display(description="")
     def launch_link(self, obj: AlgorithmTemplate) -> str:
-        return format_html('<a class="button" href="{}">Launch training</a>', self._launch_url(obj))
+        url = launch_url(obj)
+        return format_html('<a class="button" href="{}">Launch training</a>', url) if url else ""
 
-    @staticmethod
-    def _launch_url(obj: AlgorithmTemplate) -> str:
-        return reverse("admin:algo_templates_algorithmtemplate_launch", args=[obj.pk])
 
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/launch/",
-                self.admin_site.admin_view(self.launch_view),
-                name="algo_templates_algorithmtemplate_launch",
-            ),
-            *super().get_urls(),
-        ]
-
-    def launch_context(self, request, template: AlgorithmTemplate, form) -> dict:
-        return {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "original": template,
-            "template_obj": template,
-            "title": f"Launch training · {template.name}",
-            "form": form,
-            "media": self.media + form.media,
-        }
-
-    def launch_view(self, request, object_id: str):
-        template = self.get_queryset(request).prefetch_related("nodes").filter(pk=object_id).first()
-        if template is None:
-            raise Http404("No such template.")
-        if not self.has_view_permission(request, template):
-            raise PermissionDenied
-        source = launch_source(request)
-        form_class = launch_form_class(template, columns=source.columns)
-        form = form_class(request.POST or None)
-        context = self.launch_context(request, template, form)
-        context.update(source.context())
-        if request.method == "POST" and source.error:
-            form.add_error(None, f"Data source: {source.error}")
-        context["engine"] = request.POST.get("engine") or "local"
-        if request.method == "POST" and form.is_valid():
-            if "_launch" in request.POST and source.datasource is not None:
-                run = launch_run(request, template, form, source.datasource)
-                if run is not None:
-                    self.message_user(request, f"Run {run.pk} queued.", messages.SUCCESS)
-                    return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))
-            elif source.datasource is not None:
-                context.update(launch_preview(request, template, form, source.datasource))
-            else:
-                payload = build_payload(
-                    template_slug=template.slug,
-                    task=template.task_type,
-                    specs=form.specs,
-                    cleaned=form.validated_params,
-                )
-                context["validated"] = True
-                context["payload_json"] = dump_json(payload)
-                context["params_json"] = dump_json(mask_secrets(form.specs, form.validated_params))
-        return TemplateResponse(request, "admin/algo_templates/launch.html", context)
+def launch_url(template: AlgorithmTemplate) -> str | None:
+    """The Launch page of a template: the training app's, found by its URL name (None without that app)."""
+    try:
+        return reverse("admin:training_trainingrun_launch", args=[template.pk])
+    except NoReverseMatch:
+        return None
 
 
 @admin.register(TemplateNode)

@@ -14,7 +14,7 @@ from typing import Any
 
 from django import forms
 
-from .nodes import Group, Param, ParamType
+from .nodes import ColumnAllowList, Group, Param, ParamType
 from .validation import NodeSpec, RunParamsInvalid, validate_run_params
 
 SEPARATOR = "__"
@@ -174,7 +174,7 @@ class LaunchForm(forms.Form):
 
     template = None
     specs: list[NodeSpec] = []
-    columns: Mapping[str, Mapping[str, str]] | None = None
+    allowlist: ColumnAllowList | None = None
 
     def fieldsets(self) -> list[NodeFieldset]:
         result = []
@@ -216,7 +216,9 @@ class LaunchForm(forms.Form):
         super().clean()
         params = self.submitted_params()
         try:
-            self.validated_params = validate_run_params(self.template, params, columns=self.columns, specs=self.specs)
+            self.validated_params = validate_run_params(
+                self.template, params, allowlist=self.allowlist, specs=self.specs
+            )
         except RunParamsInvalid as invalid:
             self._add_run_errors(invalid.errors)
         return self.cleaned_data
@@ -237,9 +239,10 @@ class LaunchForm(forms.Form):
                         self.add_error(None, f"{labels.get(node_key, node_key)}: {message}")
 
 
-def launch_form_class(template, *, columns: Mapping[str, Mapping[str, str]] | None = None) -> type[LaunchForm]:
-    """Build the Launch form class of ``template`` (its nodes should be prefetched). With ``columns`` (the
-    chosen data source's allow-list) names are validated against it and picked from it."""
+def launch_form_class(template, *, allowlist: ColumnAllowList | None = None) -> type[LaunchForm]:
+    """Build the Launch form class of ``template`` (its nodes should be prefetched). With ``allowlist`` (the
+    chosen data source's tables and columns) names are picked from it and validated against it."""
+    columns = allowlist.columns if allowlist is not None else None
     specs = [NodeSpec.from_model(node) for node in template.nodes.all()]
     fields: dict[str, forms.Field] = {}
     for spec in specs:
@@ -248,7 +251,7 @@ def launch_form_class(template, *, columns: Mapping[str, Mapping[str, str]] | No
             fields[field_name(spec.key, param.name)] = make_field(
                 param, initial, locked=param.name in spec.locked, columns=columns
             )
-    attrs = {"template": template, "specs": specs, "columns": columns, **fields}
+    attrs = {"template": template, "specs": specs, "allowlist": allowlist, **fields}
     return type(f"LaunchForm_{template.slug.replace('-', '_')}", (LaunchForm,), attrs)
 
 

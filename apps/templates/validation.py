@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .nodes import NodeKind, NodeType, Task, ValidationContext, registry
+from .nodes import ColumnAllowList, NodeKind, NodeType, Task, ValidationContext, registry
 
 if TYPE_CHECKING:
     from .models import AlgorithmTemplate, TemplateNode
@@ -44,13 +44,13 @@ def validate_run_params(
     template: AlgorithmTemplate,
     params: Mapping[str, Any],
     *,
-    columns: Mapping[str, Mapping[str, str]] | None = None,
+    allowlist: ColumnAllowList | None = None,
     specs: list[NodeSpec] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Validate what a business developer submitted for a run; return the complete parameters per node.
 
-    Omitted parameters (or ``null``) take the template's preset or the declared default. ``columns`` is the
-    data source's allow-list when known. Raises RunParamsInvalid.
+    Omitted parameters (or ``null``) take the template's preset or the declared default. ``allowlist`` is
+    the data source's tables and columns when known. Raises RunParamsInvalid.
     """
     specs = template_specs(template) if specs is None else specs
     if not isinstance(params, Mapping):
@@ -59,7 +59,7 @@ def validate_run_params(
     errors: dict[str, Any] = {
         key: [f"Unknown node. This template has: {', '.join(known)}."] for key in params if key not in known
     }
-    context = ValidationContext(task=Task(template.task_type), columns=columns)
+    context = ValidationContext(task=Task(template.task_type), allowlist=allowlist)
     cleaned: dict[str, dict[str, Any]] = {}
     for spec in specs:
         submitted = params.get(spec.key) or {}

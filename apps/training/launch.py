@@ -38,7 +38,7 @@ from apps.templates.validation import NodeSpec, RunParamsInvalid, template_specs
 from .datasources import DataSourceError, Schema
 from .models import DataSource, TrainingRun
 from .selectors import datasource_schema
-from .sql import DIALECTS, SampleQuery, build_sample_query, render
+from .sql import DIALECTS, SampleQuery, SchemaAllowList, build_sample_query, render
 
 ENGINES = tuple(TrainingRun.Engine.values)
 
@@ -90,7 +90,7 @@ def prepare_launch(
     if len(sample_specs) != 1:
         raise ValidationError({"template": "This template has no sample node."})
     sample_node = sample_specs[0].key
-    cleaned = validate_run_params(template, params, columns=columns, specs=specs)
+    cleaned = validate_run_params(template, params, allowlist=SchemaAllowList(columns), specs=specs)
     try:
         query = build_sample_query(cleaned[sample_node], columns=columns, task=template.task_type)
     except NodeValidationError as exc:  # validation ran the same checks; kept for a template edited meanwhile

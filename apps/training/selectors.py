@@ -8,7 +8,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import QuerySet
 
-from .datasources import Schema, engine_for, schema_cache_key
+from .datasources import Schema, column_kind, engine_for, schema_cache_key
 from .models import DataSource, TrainingRun
 from .services import datasource_schema_refresh
 
@@ -32,6 +32,17 @@ def datasource_schema(*, datasource: DataSource) -> Schema:
     if cached is not None:
         return cached
     return datasource_schema_refresh(datasource=datasource)
+
+
+def schema_tables(schema) -> list[dict]:
+    """The allow-list as the API and the Launch page show it: tables with columns, types and kinds."""
+    return [
+        {
+            "name": table,
+            "columns": [{"name": c, "type": t, "kind": column_kind(t)} for c, t in columns.items()],
+        }
+        for table, columns in schema.items()
+    ]
 
 
 @dataclass(frozen=True)

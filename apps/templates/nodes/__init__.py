@@ -2,6 +2,7 @@
 
 from . import evaluate, preprocess, sample, train  # noqa: F401  (registration side effect)
 from .base import (
+    ColumnAllowList,
     Group,
     NodeKind,
     NodeType,
@@ -15,6 +16,7 @@ from .base import (
 )
 
 __all__ = [
+    "ColumnAllowList",
     "Group",
     "NodeKind",
     "NodeType",

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 IDENTIFIER_PATTERN = IDENTIFIER_RE.pattern
@@ -335,16 +335,33 @@ class Param:
         }
 
 
+class ColumnAllowList(Protocol):
+    """The chosen data source's tables and columns, as validation asks for them.
+
+    Templates know no data sources: the app that does (training) supplies this when it validates a run, and
+    the sample node hands it the names and values it was given.
+    """
+
+    @property
+    def columns(self) -> Mapping[str, Mapping[str, str]]:
+        """Table name → {column: type}: what pickers offer."""
+        ...
+
+    def check_sample(self, cleaned: Mapping[str, Any], task: str) -> None:
+        """Raise NodeValidationError naming each parameter whose tables, columns or values do not fit."""
+        ...
+
+
 @dataclass
 class ValidationContext:
     """What nodes learn about the run while it is validated, in chain order.
 
-    ``columns`` is the allow-list of the chosen data source (table name → {column: type}) when one is known;
-    without it, names are checked for their form only.
+    ``allowlist`` is the chosen data source's tables and columns when one is known; without it, names are
+    checked for their form only.
     """
 
     task: Task
-    columns: Mapping[str, Mapping[str, str]] | None = None
+    allowlist: ColumnAllowList | None = None
     features: list[str] = field(default_factory=list)
     categorical_features: list[str] = field(default_factory=list)
     label: str | None = None

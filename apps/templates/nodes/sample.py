@@ -1,8 +1,8 @@
 """The sample aggregation node: which rows and columns become the training sample.
 
-Its parameters are turned into SQL by the training app's SQL builder (apps.training.sql); here they are
-declared and checked. Column and table names are checked for their form always, and against the data
-source's allow-list when the run names a data source.
+Its parameters are turned into SQL by the training app's SQL builder; here they are declared and checked.
+Column and table names are checked for their form always, and against the data source's allow-list (the
+validation context's ``allowlist``) when the run names a data source.
 """
 
 from __future__ import annotations
@@ -184,10 +184,8 @@ class SqlSample(NodeType):
             errors["partition_column"] = "A date window needs the date partition column."
         if errors:
             raise NodeValidationError(errors)
-        if context.columns is not None:
-            from apps.training.sql import check_sample_columns  # the allow-list lives with the SQL builder
-
-            check_sample_columns(cleaned, context.columns, context.task.value)
+        if context.allowlist is not None:
+            context.allowlist.check_sample(cleaned, context.task.value)
 
     def contribute(self, cleaned: dict[str, Any], context: ValidationContext) -> None:
         context.features = list(cleaned["features"])

@@ -17,7 +17,7 @@ def admin_client_demo(client, business_user, builtin_templates):
 
 
 def _launch_url(template):
-    return reverse("admin:algo_templates_algorithmtemplate_launch", args=[template.pk])
+    return reverse("admin:training_trainingrun_launch", args=[template.pk])
 
 
 def test_business_developer_sees_templates_and_their_parameters_in_three_groups(admin_client_demo, builtin_templates):

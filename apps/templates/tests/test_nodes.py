@@ -8,6 +8,7 @@ from apps.templates.nodes import (
     Group,
     NodeKind,
     NodeType,
+    NodeValidationError,
     Param,
     ParamError,
     ParamType,
@@ -171,8 +172,6 @@ class _Toy(NodeType):
     )
 
     def clean(self, cleaned, context):
-        from apps.templates.nodes import NodeValidationError
-
         if cleaned["b"] == "bad":
             raise NodeValidationError({"b": "b may not be 'bad'."})
 
@@ -239,41 +238,30 @@ def test_sample_node_cross_parameter_rules():
     assert "partition_column" in errors_of(date_from="2026-02-01")
 
 
-def test_sample_node_checks_names_against_the_data_source_when_known():
+class _RecordingAllowList:
+    """A stand-in for a data source's allow-list: records what the sample node asks, and knows one table."""
+
+    columns = {"imp": {"clicked": "INTEGER", "age": "INTEGER"}}
+
+    def __init__(self):
+        self.asked = []
+
+    def check_sample(self, cleaned, task):
+        self.asked.append((cleaned["table"], task))
+        if cleaned["table"] not in self.columns:
+            raise NodeValidationError({"table": "No such table."})
+
+
+def test_sample_node_asks_the_allowlist_when_the_run_names_a_data_source():
     sample = registry.get("sample.sql")
-    columns = {
-        "imp": {"user_id": "BIGINT", "clicked": "INTEGER", "ds": "DATE"},
-        "users": {"user_id": "BIGINT", "age": "INTEGER"},
-    }
-    context = ValidationContext(task=Task.BINARY, columns=columns)
-    good = {
-        "table": "imp",
-        "joins": [{"table": "users", "on": "user_id"}],
-        "label": "clicked",
-        "features": ["age"],
-        "partition_column": "ds",
-    }
-    cleaned, errors = sample.resolve(good, overrides={}, locked=frozenset(), context=context)
-    assert errors == {}
-    assert context.features == ["age"] and context.label == "clicked"
-    _, errors = sample.resolve(
-        {**good, "features": ["age", "income"]},
-        overrides={},
-        locked=frozenset(),
-        context=ValidationContext(task=Task.BINARY, columns=columns),
-    )
-    assert "income" in errors["features"][0]
-    _, errors = sample.resolve(
-        {**good, "table": "orders"},
-        overrides={},
-        locked=frozenset(),
-        context=ValidationContext(task=Task.BINARY, columns=columns),
-    )
-    assert "No such table" in errors["table"][0]
-    _, errors = sample.resolve(
-        {**good, "joins": [{"table": "users", "on": "age"}]},
-        overrides={},
-        locked=frozenset(),
-        context=ValidationContext(task=Task.BINARY, columns=columns),
-    )
-    assert "not a column of both" in errors["joins"][0]
+    good = {"table": "imp", "label": "clicked", "features": ["age"]}
+    allowlist = _RecordingAllowList()
+
+    def resolve(submitted, allowlist):
+        context = ValidationContext(task=Task.BINARY, allowlist=allowlist)
+        return sample.resolve(submitted, overrides={}, locked=frozenset(), context=context)[1]
+
+    assert resolve(good, allowlist) == {}
+    assert resolve({**good, "table": "orders"}, allowlist) == {"table": ["No such table."]}
+    assert allowlist.asked == [("imp", "binary"), ("orders", "binary")]
+    assert resolve({**good, "table": "orders"}, None) == {}  # no source named: names are checked for form only

@@ -8,7 +8,7 @@ import json
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
@@ -17,6 +17,7 @@ from apps.templates.validation import RunParamsInvalid
 from .. import charts
 from ..models import TrainingRun
 from ..services import training_run_cancel, training_run_retry
+from .launch import launch_view
 
 
 def _duration(run: TrainingRun) -> str:
@@ -88,6 +89,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 "<int:run_id>/relaunch/", view(require_POST(self.relaunch_view)), name="training_trainingrun_relaunch"
             ),
             path("<int:run_id>/cancel/", view(require_POST(self.cancel_view)), name="training_trainingrun_cancel"),
+            path("launch/<int:template_id>/", view(self.launch_view), name="training_trainingrun_launch"),
             *super().get_urls(),
         ]
 
@@ -109,6 +111,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))
         self.message_user(request, f"Relaunched as run {new_run.pk}.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[new_run.pk]))
+
+    def launch_view(self, request, template_id: int):
+        return launch_view(self, request, template_id)
 
     def cancel_view(self, request, run_id: int):
         run = training_run_cancel(run=self._run_or_404(request, run_id), user=request.user)
@@ -149,9 +154,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 def _register_url(run: TrainingRun) -> str | None:
-    """The deploy app's 'register as the next version of a scene' page, when the run can be registered."""
-    from apps.deploy.admin import register_run_url
-
+    """The page registering the run as the next version of a scene (the deploy app's, found by its URL name),
+    when the run can be registered and that page exists."""
     if run.status != TrainingRun.Status.SUCCEEDED or run.artifact_id is None:
         return None
-    return register_run_url(run.pk)
+    try:
+        return reverse("admin:deploy_scene_register_run", args=[run.pk])
+    except NoReverseMatch:
+        return None

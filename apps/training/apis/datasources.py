@@ -9,9 +9,9 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..datasources import DataSourceError, column_kind, dialect_of, engine_for
+from ..datasources import DataSourceError, dialect_of, engine_for
 from ..models import DataSource
-from ..selectors import datasource_get, datasource_list, datasource_schema
+from ..selectors import datasource_get, datasource_list, datasource_schema, schema_tables
 from ..services import datasource_schema_refresh
 
 
@@ -37,17 +37,6 @@ class DataSourceListApi(generics.ListAPIView):
 
     def get_queryset(self):
         return datasource_list()
-
-
-def schema_tables(schema) -> list[dict]:
-    """The allow-list as the API and the Launch page show it: tables with columns, types and kinds."""
-    return [
-        {
-            "name": table,
-            "columns": [{"name": c, "type": t, "kind": column_kind(t)} for c, t in columns.items()],
-        }
-        for table, columns in schema.items()
-    ]
 
 
 class DataSourceTablesApi(APIView):

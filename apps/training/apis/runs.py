@@ -40,9 +40,8 @@ class RunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_model_version(self, run) -> dict | None:
-        versions = getattr(run, "prefetched_versions", None)
-        if versions is None:
-            versions = list(run.model_versions.select_related("scene").order_by("created_at")[:1])
+        """The first version the run became (in any scene), from the prefetched rows when the list has them."""
+        versions = sorted(run.model_versions.all(), key=lambda version: (version.created_at, version.pk))
         return {"scene": versions[0].scene.name, "version": versions[0].version} if versions else None
 
 
@@ -63,17 +62,9 @@ class RunListCreateApi(generics.ListAPIView):
     serializer_class = RunSerializer
 
     def get_queryset(self):
-        from django.db.models import Prefetch
-
-        from apps.deploy.models import ModelVersion
-
-        qs = run_list(user=self.request.user).prefetch_related(
-            Prefetch(
-                "model_versions",
-                queryset=ModelVersion.objects.select_related("scene").order_by("created_at"),
-                to_attr="prefetched_versions",
-            )
-        )
+        # The versions a run became are the deploy app's rows: reached by the reverse relation's name, never
+        # by importing the app above this one.
+        qs = run_list(user=self.request.user).prefetch_related("model_versions__scene")
         for field in ("status", "engine"):
             if value := self.request.query_params.get(field):
                 qs = qs.filter(**{field: value})

@@ -17,7 +17,15 @@ Down-sampling keeps every positive and a negative when the first 8 hex digits of
 ``MD5(key columns joined by '|')`` sort below ``ratio × 16⁸``: the same rows on every run and every engine.
 """
 
-from .allowlist import LIKE_ESCAPE, Columns, SampleTypes, check_sample_columns, escape_like, resolve_column_owners
+from .allowlist import (
+    LIKE_ESCAPE,
+    Columns,
+    SampleTypes,
+    SchemaAllowList,
+    check_sample_columns,
+    escape_like,
+    resolve_column_owners,
+)
 from .builder import HASH_DIGITS, SampleQuery, build_sample_query, hash_threshold
 from .render import DIALECTS, count_query, limited, parse, render
 
@@ -28,6 +36,7 @@ __all__ = [
     "Columns",
     "SampleQuery",
     "SampleTypes",
+    "SchemaAllowList",
     "build_sample_query",
     "check_sample_columns",
     "count_query",

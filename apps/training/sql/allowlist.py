@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
@@ -34,6 +35,17 @@ def resolve_column_owners(cleaned: Mapping[str, Any], columns: Columns) -> dict[
     for column in ambiguous:
         owners.pop(column, None)
     return owners
+
+
+@dataclass(frozen=True)
+class SchemaAllowList:
+    """A data source's introspected tables and columns, as the templates' validation asks for them
+    (``apps.templates.nodes.ColumnAllowList``)."""
+
+    columns: Columns
+
+    def check_sample(self, cleaned: Mapping[str, Any], task: str) -> None:
+        check_sample_columns(cleaned, self.columns, task)
 
 
 def check_sample_columns(cleaned: Mapping[str, Any], columns: Columns, task: str | None = None) -> None:

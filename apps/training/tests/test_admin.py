@@ -12,6 +12,7 @@ from django.urls import reverse
 from apps.templates.forms import launch_form_class
 from apps.training.datasources import engine_for
 from apps.training.models import DataSource
+from apps.training.sql import SchemaAllowList
 
 pytestmark = pytest.mark.django_db
 SECRET = "never-shown-pw-42"
@@ -24,7 +25,7 @@ def staff(client, business_user, builtin_templates):
 
 
 def launch_url(template, **query):
-    url = reverse("admin:algo_templates_algorithmtemplate_launch", args=[template.pk])
+    url = reverse("admin:training_trainingrun_launch", args=[template.pk])
     return url + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
 
 
@@ -90,7 +91,7 @@ def test_launch_pickers_offer_exactly_the_introspected_tables_and_columns(staff,
     embedded = re.search(r'<script id="mlab-schema" type="application/json">(.*?)</script>', html, re.S).group(1)
     tables = {t["name"]: {c["name"]: c["type"] for c in t["columns"]} for t in json.loads(embedded)}
     assert tables == schema
-    form = launch_form_class(template, columns=schema)()
+    form = launch_form_class(template, allowlist=SchemaAllowList(schema))()
     assert form.fields["sample__features"].initial == [
         "age",
         "signup_days",

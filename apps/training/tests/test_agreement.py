@@ -14,6 +14,7 @@ from apps.templates.forms import field_name, launch_form_class
 from apps.templates.validation import RunParamsInvalid
 from apps.training.launch import prepare_launch
 from apps.training.selectors import datasource_schema
+from apps.training.sql import SchemaAllowList
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +61,7 @@ def form_errors(template, columns, sample) -> set[str] | None:
             data[key] = json.dumps(value)
         else:
             data[key] = str(value)
-    form = launch_form_class(template, columns=columns)(data)
+    form = launch_form_class(template, allowlist=SchemaAllowList(columns))(data)
     if form.is_valid():
         return None
     assert not form.non_field_errors(), form.non_field_errors()

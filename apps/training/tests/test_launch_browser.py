@@ -15,7 +15,7 @@ def test_filter_rows_and_pickers_post_json_and_preview_shows_sql_and_rows(
     django_user_model.objects.create_superuser("root", password="root-pw")
     page = admin_login("root", "root-pw")
     template = builtin_templates["binary-lr"]
-    page.goto(f"{live_server.url}/admin/algo_templates/algorithmtemplate/{template.pk}/launch/")
+    page.goto(f"{live_server.url}/admin/training/trainingrun/launch/{template.pk}/")
 
     assert page.locator("#id_datasource").input_value() == "demo"
     groups = page.locator('select[name="sample__features"] optgroup:not([hidden])').evaluate_all(

@@ -25,7 +25,7 @@ def test_launch_a_run_from_the_admin_and_see_it_succeed_with_charts(
     demo_user_sync()
     page = admin_login(DEMO_USERNAME, DEMO_PASSWORD)
     template = builtin_templates["binary-gbdt"]
-    page.goto(f"{live_server.url}/admin/algo_templates/algorithmtemplate/{template.pk}/launch/")
+    page.goto(f"{live_server.url}/admin/training/trainingrun/launch/{template.pk}/")
     assert page.locator("#id_datasource").input_value() == "demo"
     page.select_option("#id_engine", "local")
     page.locator("input[name=train__treeCount]").fill("15")
@@ -58,7 +58,7 @@ def test_a_failed_run_says_why(builtin_templates, duck_source, admin_login, live
     demo_user_sync()
     page = admin_login(DEMO_USERNAME, DEMO_PASSWORD)
     template = builtin_templates["binary-lr"]
-    page.goto(f"{live_server.url}/admin/algo_templates/algorithmtemplate/{template.pk}/launch/")
+    page.goto(f"{live_server.url}/admin/training/trainingrun/launch/{template.pk}/")
     # a filter that keeps only clicked impressions leaves one class
     page.locator("textarea[name=sample__filters]").evaluate(
         "(el) => { el.value = JSON.stringify([{column: 'clicked', op: '=', value: 1}]); }"

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from sqlglot import exp
 
 from apps.templates.builtins import DEMO_SAMPLE
-from apps.templates.nodes import NodeValidationError
+from apps.templates.nodes import NodeValidationError, Task, ValidationContext, registry
 from apps.training.sql import (
+    SchemaAllowList,
     build_sample_query,
     check_sample_columns,
     count_query,
@@ -300,3 +301,43 @@ def test_any_text_value_stays_one_literal_in_every_dialect(value, op, dialect):
     expected = f"%{escape_like(value)}%" if op == "like" else value
     assert expected in strings
     assert len(list(parsed.find_all(exp.Select))) == 1  # nothing smuggled in as a second query
+
+
+def test_the_sample_node_checks_names_against_the_schema_allowlist():
+    sample = registry.get("sample.sql")
+    columns = {
+        "imp": {"user_id": "BIGINT", "clicked": "INTEGER", "ds": "DATE"},
+        "users": {"user_id": "BIGINT", "age": "INTEGER"},
+    }
+    context = ValidationContext(task=Task.BINARY, allowlist=SchemaAllowList(columns))
+    good = {
+        "table": "imp",
+        "joins": [{"table": "users", "on": "user_id"}],
+        "label": "clicked",
+        "features": ["age"],
+        "partition_column": "ds",
+    }
+    cleaned, errors = sample.resolve(good, overrides={}, locked=frozenset(), context=context)
+    assert errors == {}
+    assert context.features == ["age"] and context.label == "clicked"
+    _, errors = sample.resolve(
+        {**good, "features": ["age", "income"]},
+        overrides={},
+        locked=frozenset(),
+        context=ValidationContext(task=Task.BINARY, allowlist=SchemaAllowList(columns)),
+    )
+    assert "income" in errors["features"][0]
+    _, errors = sample.resolve(
+        {**good, "table": "orders"},
+        overrides={},
+        locked=frozenset(),
+        context=ValidationContext(task=Task.BINARY, allowlist=SchemaAllowList(columns)),
+    )
+    assert "No such table" in errors["table"][0]
+    _, errors = sample.resolve(
+        {**good, "joins": [{"table": "users", "on": "age"}]},
+        overrides={},
+        locked=frozenset(),
+        context=ValidationContext(task=Task.BINARY, allowlist=SchemaAllowList(columns)),
+    )
+    assert "not a column of both" in errors["joins"][0]
