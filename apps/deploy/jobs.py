@@ -1,11 +1,11 @@
-"""RQ jobs of the deploy app: ids in, idempotent, JSON results."""
+"""RQ jobs of the deploy app: ids in, idempotent, JSON results. ``queue.py`` enqueues them by dotted path."""
 
 from __future__ import annotations
 
 from .services import publication_sweep, scene_publish
 
 
-def publish_scene(scene_id: int) -> dict:
+def scene_publish_job(scene_id: int) -> dict:
     """Publish the scene's newest deployment (nothing to do when it is already published), then enqueue any
     other scene left behind (its job lost, e.g. with a Redis restart)."""
     result = scene_publish(scene_id=scene_id).as_dict()
@@ -13,6 +13,6 @@ def publish_scene(scene_id: int) -> dict:
     return result
 
 
-def sweep_publications() -> list[int]:
+def publication_sweep_job() -> list[int]:
     """Enqueue publication of scenes whose newest deployment is not published yet."""
     return publication_sweep()

@@ -6,9 +6,9 @@ from functools import partial
 
 from django.db import transaction
 
+from .services import publication_enqueue
+
 
 def deployment_saved(sender, instance, created: bool, raw: bool = False, using: str = "default", **kwargs) -> None:
     if created and not raw:
-        from .services import enqueue_publication
-
-        transaction.on_commit(partial(enqueue_publication, instance.scene_id), using=using)
+        transaction.on_commit(partial(publication_enqueue, instance.scene_id), using=using)

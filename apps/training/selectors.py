@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.cache import cache
 from django.db.models import QuerySet
 
-from .datasources import Schema, column_kind, engine_for, schema_cache_key
+from .datasources import Schema, column_kind, engine_for
 from .models import DataSource, TrainingRun
-from .services import datasource_schema_refresh
+from .schema_cache import schema_cached, schema_introspect
+from .sql import count_query, limited, render
 
 
 def datasource_list() -> QuerySet[DataSource]:
@@ -28,10 +28,8 @@ def datasource_schema(*, datasource: DataSource) -> Schema:
 
     Raises a DataSourceError when the source must be introspected and cannot be.
     """
-    cached = cache.get(schema_cache_key(datasource))
-    if cached is not None:
-        return cached
-    return datasource_schema_refresh(datasource=datasource)
+    cached = schema_cached(datasource)
+    return cached if cached is not None else schema_introspect(datasource)
 
 
 def schema_tables(schema) -> list[dict]:
@@ -54,8 +52,6 @@ class SamplePreview:
 
 def sample_preview(*, prepared) -> SamplePreview:
     """The first ``preview_rows`` rows of a prepared launch's sample and the sample's row count."""
-    from .sql import count_query, limited, render
-
     engine = engine_for(prepared.datasource)
     sample = prepared.sample_params
     timeout, token = sample["timeout_seconds"], prepared.access_token
@@ -76,8 +72,6 @@ def sample_preview(*, prepared) -> SamplePreview:
 
 def sample_fetch(*, prepared):
     """The whole sample of a prepared launch as SampleData (streamed in chunks of chunk_rows)."""
-    from .sql import render
-
     sample = prepared.sample_params
     return engine_for(prepared.datasource).fetch(
         render(prepared.query.expression, prepared.dialect, pretty=False),

@@ -126,6 +126,8 @@ RQ_QUEUES = {
 # Our services register enqueueing with transaction.on_commit themselves. The worker class closes database
 # connections around jobs and reaps runs whose worker died (apps/training/worker.py).
 RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "apps.training.worker.MlabWorker"}
+# Imported by the forking worker before it forks, so that each job's process inherits them.
+MLAB_WORKER_PRELOAD = ["apps.training.jobs", "apps.deploy.jobs"]
 
 # --- Auth, i18n, static -----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

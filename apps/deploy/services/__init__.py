@@ -1,7 +1,7 @@
 """Writes of the deploy app, one function per state change. Import them from here."""
 
 from .deployments import deployment_create, deployment_rollback
-from .publication import PublishResult, enqueue_publication, publication_sweep, scene_publish
+from .publication import PublishResult, publication_enqueue, publication_sweep, scene_publish
 from .scenes import client_token_create, client_token_digest, client_token_revoke, scene_create, scene_update
 from .versions import model_version_register, model_version_register_or_get
 
@@ -12,9 +12,9 @@ __all__ = [
     "client_token_revoke",
     "deployment_create",
     "deployment_rollback",
-    "enqueue_publication",
     "model_version_register",
     "model_version_register_or_get",
+    "publication_enqueue",
     "publication_sweep",
     "scene_create",
     "scene_publish",

@@ -39,6 +39,7 @@ from ..configs import (
 )
 from ..models import ConfigEntry, ConfigRevision, Deployment, ModelVersion, Scene
 from ..notify import config_notify
+from ..queue import enqueue_scene_publish
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +72,11 @@ def lock_name(scene_id: int) -> str:
     return f"publish:scene:{scene_id}"
 
 
-def enqueue_publication(scene_id: int) -> None:
+def publication_enqueue(scene_id: int) -> None:
     """Enqueue the publish job of a scene (called on commit). When Redis refuses, the failure is logged and
     ``publication_sweep`` publishes the scene later."""
-    import django_rq
-    from rq import Retry
-
-    from ..jobs import publish_scene
-
     try:
-        django_rq.get_queue("default").enqueue(
-            publish_scene, scene_id, retry=Retry(max=5, interval=[1, 5, 15, 30, 60]), job_timeout=600
-        )
+        enqueue_scene_publish(scene_id)
     except RedisError as exc:
         logger.error("could not enqueue the publication of scene %s: %s", scene_id, exc)
 
@@ -233,5 +227,5 @@ def publication_sweep() -> list[int]:
         .values_list("pk", flat=True)
     )
     for scene_id in behind:
-        enqueue_publication(scene_id)
+        publication_enqueue(scene_id)
     return behind

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from ..models import ClientToken, ConfigEntry, Scene
+from ..selectors import client_token_forget
 
 CLIENT_TOKEN_PREFIX = "mlc_"
 
@@ -68,8 +69,6 @@ def client_token_create(*, name: str, scenes: Iterable[Scene], user=None) -> tup
 def client_token_revoke(*, token: ClientToken) -> None:
     """Delete a client token. This process forgets it at once; other processes within
     ``selectors.CLIENT_TOKEN_CACHE_SECONDS``."""
-    from ..selectors import client_token_forget
-
     digest = token.key
     token.delete()
     client_token_forget(digest)

@@ -7,7 +7,7 @@ form for the PAI path.
 
 from __future__ import annotations
 
-from .base import SCHEMA_CACHE_SECONDS, Engine, Schema, schema_cache_key
+from .base import Engine, Schema
 from .duckdb_engine import DuckDBEngine
 from .errors import DataSourceError, DataSourceUnavailable, EngineNotAvailable, QueryFailed, QueryTimeout
 from .mysql_engine import MySQLEngine
@@ -40,8 +40,6 @@ def dialect_of(engine: str) -> str:
 
 
 __all__ = [
-    "SCHEMA_CACHE_SECONDS",
-    "schema_cache_key",
     "DataSourceError",
     "DataSourceUnavailable",
     "Engine",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -15,8 +13,6 @@ from .errors import DataSourceUnavailable
 from .sample_data import SampleColumns, SampleData
 
 Schema = dict[str, dict[str, str]]  # table → {column: type}, the allow-list
-
-SCHEMA_CACHE_SECONDS = 300  # introspection is cached this long; the refresh action replaces it at once
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The session variable a protected view can check (DuckDB: getvariable('mlab_access_token'); MySQL:
@@ -75,10 +71,3 @@ def allowed_schema(rows) -> Schema:
         if IDENTIFIER_RE.match(str(table)) and IDENTIFIER_RE.match(str(column)):
             schema.setdefault(str(table), {})[str(column)] = str(type_name)
     return schema
-
-
-def schema_cache_key(datasource) -> str:
-    """The cache key of a data source's allow-list; it changes when the connection settings change."""
-    settings = json.dumps([datasource.engine, datasource.options, datasource.password_env], sort_keys=True)
-    digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
-    return f"datasource:{datasource.pk}:{digest}:schema"

@@ -13,11 +13,9 @@ import logging
 import tempfile
 from pathlib import Path
 
+import onnx
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
-from apps.artifacts.storage import artifact_store
 from apps.training import trainer
 from apps.training.datasources import DataSourceError
 from apps.training.heartbeat import Heartbeat
@@ -25,8 +23,10 @@ from apps.training.models import TrainingRun
 from apps.training.pai.client import PaiClient, PaiConfigurationError, PaiError, PaiRefused, job_state
 from apps.training.pai.request import JobSettings, create_job_body
 from apps.training.pai.statuses import CANCELLED, FAILED, SUCCEEDED
+from apps.training.pai_polls import pai_poll_clear, pai_poll_failure_add, pai_poll_failures_reset, pai_poll_schedule
 from apps.training.services import runs as run_services
-from mlabsite.locks import LockNotAcquired, RedisLock, fenced_update
+from mlab_client.contract import META_SIGNATURE
+from mlabsite.locks import LockNotAcquired, RedisLock
 
 from .sample import fetch_run_sample, trainer_sample
 
@@ -60,8 +60,6 @@ def _input_path(run_id: int) -> Path:
 
 def submit(run: TrainingRun) -> None:
     """Read the sample, create the PAI job (idempotently: a label carries the run id) and schedule the poll."""
-    from apps.training.jobs import schedule_pai_poll
-
     with Heartbeat(run.pk) as beat:
         if not beat.claimed:
             return
@@ -71,7 +69,7 @@ def submit(run: TrainingRun) -> None:
         if run.status == Status.QUEUED and not run_services.training_run_start(run.pk, stage="sampling"):
             return
         if run.external_job_id:  # submitted by an earlier delivery: just make sure someone polls it
-            schedule_pai_poll(run.pk)
+            pai_poll_schedule(run.pk)
             return
         try:
             client = _client()
@@ -95,20 +93,15 @@ def submit(run: TrainingRun) -> None:
         except PaiError as error:
             run_services.training_run_fail(run.pk, error=plain_pai_error(error))
             return
-        TrainingRun.objects.filter(pk=run.pk).update(external_job_id=created.job_id)
-        how = "found the job an earlier attempt created" if created.reused else "created"
-        run_services.training_run_log(run.pk, f"PAI job {created.job_id} {how}.", stage="submitted")
-        run_services.training_run_progress(run.pk, stage="submitted to PAI", progress=15)
-        schedule_pai_poll(run.pk)
+        run_services.training_run_submitted(run.pk, external_job_id=created.job_id, reused=created.reused)
+        pai_poll_schedule(run.pk)
 
 
 def poll(run_id: int) -> None:
     """One look at the PAI job; schedules the next one unless the run ended. Safe to run twice."""
-    from apps.training.jobs import clear_pai_poll, pai_poll_failures, schedule_pai_poll
-
     run = TrainingRun.objects.select_related("datasource").filter(pk=run_id).first()
     if run is None or run.is_finished or not run.external_job_id:
-        clear_pai_poll(run_id)
+        pai_poll_clear(run_id)
         return
     try:
         client = _client()
@@ -117,37 +110,37 @@ def poll(run_id: int) -> None:
             client.stop_training_job(run.external_job_id)
     except PaiRefused as error:
         run_services.training_run_fail(run_id, error=plain_pai_error(error))
-        clear_pai_poll(run_id)
+        pai_poll_clear(run_id)
         return
     except PaiError as error:
-        failures = pai_poll_failures(run_id, increment=True)
+        failures = pai_poll_failure_add(run_id)
         if failures >= MAX_POLL_FAILURES:
             run_services.training_run_fail(run_id, error=plain_pai_error(error) + f" ({failures} polls in a row).")
-            clear_pai_poll(run_id)
+            pai_poll_clear(run_id)
             return
         run_services.training_run_log(run_id, f"{plain_pai_error(error)} Trying again.", level="warning")
-        schedule_pai_poll(run_id, backoff=failures)
+        pai_poll_schedule(run_id, backoff=failures)
         return
-    pai_poll_failures(run_id, reset=True)
+    pai_poll_failures_reset(run_id)
     status, stage, error = job_state(job)
     if status == SUCCEEDED:
         transfer(run, job)
-        clear_pai_poll(run_id)
+        pai_poll_clear(run_id)
     elif status == FAILED:
         run_services.training_run_fail(run_id, error=error, stage=stage)
-        clear_pai_poll(run_id)
+        pai_poll_clear(run_id)
     elif status == CANCELLED:
         message = "Cancelled; the PAI job was stopped." if run.cancel_requested else error
         if run.cancel_requested:
             run_services.training_run_mark_cancelled(run_id, message=message)
         else:
             run_services.training_run_fail(run_id, error=message, stage=stage)
-        clear_pai_poll(run_id)
+        pai_poll_clear(run_id)
     else:
         run_services.training_run_progress(
             run_id, stage=stage, progress=PAI_PROGRESS.get(job.get("Status"), 50), message=stage
         )
-        schedule_pai_poll(run_id)
+        pai_poll_schedule(run_id)
 
 
 def stop(run_id: int) -> None:
@@ -186,26 +179,12 @@ def transfer(run: TrainingRun, job: dict) -> None:
                 onnx_bytes = model_path.read_bytes()
                 report = json.loads(report_path.read_text(encoding="utf-8"))
             _check_artifact(onnx_bytes, report)
-            with transaction.atomic():
-                artifact = artifact_store(onnx_bytes, format="onnx")
-                written = fenced_update(
-                    TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING),
-                    fence_field="transfer_fence",
-                    fence=lease.fence,
-                    status=Status.SUCCEEDED,
-                    stage="done",
-                    progress=100,
-                    artifact=artifact,
-                    metrics=dict(report.get("metrics", {})),
-                    report=report,
-                    finished_at=timezone.now(),
-                )
-            if written:
-                run_services.training_run_log(run.pk, "Succeeded on PAI; the model was transferred.", stage="done")
+            run_services.training_run_log(
+                run.pk, f"The model of PAI job {run.external_job_id} was transferred.", stage="transferring"
+            )
+            run_services.training_run_succeed(run.pk, onnx_bytes=onnx_bytes, report=report, fence=lease.fence)
     except LockNotAcquired:
-        from apps.training.jobs import schedule_pai_poll
-
-        schedule_pai_poll(run.pk)  # another server is transferring; look again shortly
+        pai_poll_schedule(run.pk)  # another server is transferring; look again shortly
     except (PaiError, ValueError, OSError) as error:
         run_services.training_run_fail(
             run.pk, error=f"The job succeeded on PAI but its model could not be transferred: {error}"
@@ -214,10 +193,6 @@ def transfer(run: TrainingRun, job: dict) -> None:
 
 def _check_artifact(onnx_bytes: bytes, report: dict) -> None:
     """A transferred model must be what the trainer writes: the contract's metadata and a passed parity check."""
-    import onnx
-
-    from mlab_client.contract import META_SIGNATURE
-
     model = onnx.load_from_string(onnx_bytes)
     if META_SIGNATURE not in {p.key for p in model.metadata_props}:
         raise ValueError("the model has no Mlab signature")

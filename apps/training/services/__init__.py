@@ -2,8 +2,12 @@
 
 from .datasources import datasource_create, datasource_schema_refresh, datasource_sync
 from .runs import (
+    WORKER_DIED,
     training_run_cancel,
+    training_run_cancel_requested,
     training_run_create,
+    training_run_enqueue,
+    training_run_enqueued,
     training_run_fail,
     training_run_finish,
     training_run_log,
@@ -12,6 +16,7 @@ from .runs import (
     training_run_progress,
     training_run_retry,
     training_run_start,
+    training_run_submitted,
     training_run_succeed,
     training_runs_reap,
 )
@@ -20,8 +25,12 @@ __all__ = [
     "datasource_create",
     "datasource_schema_refresh",
     "datasource_sync",
+    "WORKER_DIED",
     "training_run_cancel",
+    "training_run_cancel_requested",
     "training_run_create",
+    "training_run_enqueue",
+    "training_run_enqueued",
     "training_run_fail",
     "training_run_finish",
     "training_run_log",
@@ -30,6 +39,7 @@ __all__ = [
     "training_run_progress",
     "training_run_retry",
     "training_run_start",
+    "training_run_submitted",
     "training_run_succeed",
     "training_runs_reap",
 ]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
 
-from ..datasources import SCHEMA_CACHE_SECONDS, Schema, engine_for, schema_cache_key
+from ..datasources import Schema
 from ..models import DataSource
+from ..schema_cache import schema_introspect
 
 
 @transaction.atomic
@@ -53,6 +53,4 @@ def datasource_sync(*, name: str, engine: str, options: dict[str, Any], descript
 
 def datasource_schema_refresh(*, datasource: DataSource) -> Schema:
     """Introspect the source now and replace its cached allow-list. Raises a DataSourceError when it cannot."""
-    schema = engine_for(datasource).introspect()
-    cache.set(schema_cache_key(datasource), schema, SCHEMA_CACHE_SECONDS)
-    return schema
+    return schema_introspect(datasource)

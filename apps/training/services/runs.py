@@ -14,12 +14,21 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.artifacts.storage import artifact_store
 from apps.templates.models import AlgorithmTemplate
+from apps.templates.validation import template_specs
+from mlabsite.locks import fenced_update
 
+from ..datasources import engine_for
+from ..heartbeat import heartbeat_alive
+from ..launch import prepare_launch
 from ..models import DataSource, TrainingRun, TrainingRunEvent
+from ..pai_polls import pai_poll_schedule, pai_poll_scheduled
+from ..queue import enqueue_pai_stop, enqueue_training
 from ..run_secrets import run_secrets_forget, run_secrets_stash
 
 logger = logging.getLogger(__name__)
@@ -49,9 +58,15 @@ def training_run_create(
     retry_of: TrainingRun | None = None,
 ) -> TrainingRun:
     """Validate the parameters, generate the sample SQL and the payload, record the run and enqueue it once
-    the transaction commits. Raises RunParamsInvalid or ValidationError (naming the field) on bad input."""
-    from ..launch import prepare_launch  # launch reads the allow-list through selectors, which use services
-
+    the transaction commits. Raises RunParamsInvalid or ValidationError (naming the field) on bad input, a
+    data source this machine can only generate SQL for included."""
+    if not engine_for(datasource).executable:
+        raise ValidationError(
+            {
+                "datasource": f"{datasource.name} ({datasource.engine}) cannot be read from this machine: there are "
+                "no credentials for it here. Runs need a DuckDB or MySQL source."
+            }
+        )
     prepared = prepare_launch(template=template, params=params, datasource=datasource, engine=engine)
     run = TrainingRun(
         template=template,
@@ -70,16 +85,21 @@ def training_run_create(
     run_secrets_stash(run.pk, prepared.secrets)
     how = "the local engine" if engine == TrainingRun.Engine.LOCAL else "PAI"
     training_run_log(run, f"Queued for {how} by {user.get_username()}.", stage="queued")
-    from ..jobs import enqueue_training_run
-
-    transaction.on_commit(partial(enqueue_training_run, run.pk))
+    transaction.on_commit(partial(training_run_enqueue, run.pk))
     return run
+
+
+def training_run_enqueue(run_id: int) -> None:
+    """Put the run's job on the queue (the on-commit step of its creation) and record the job's id."""
+    training_run_enqueued(run_id, rq_job_id=enqueue_training(run_id))
+
+
+def training_run_enqueued(run_id: int, *, rq_job_id: str) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(rq_job_id=rq_job_id, updated_at=timezone.now())
 
 
 def training_run_params_for_retry(run: TrainingRun) -> dict[str, dict[str, Any]]:
     """The run's parameters as a new launch takes them: secrets were never kept, so they start empty."""
-    from apps.templates.validation import template_specs
-
     params = {key: dict(values) for key, values in run.params.items()}
     for spec in template_specs(run.template):
         for param in spec.node_type.params:
@@ -114,8 +134,6 @@ def training_run_cancel(*, run: TrainingRun, user) -> TrainingRun:
         TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True, updated_at=timezone.now())
         training_run_log(run, f"Cancellation requested by {user.get_username()}.", stage=run.stage)
         if run.engine == TrainingRun.Engine.PAI and run.external_job_id:
-            from ..jobs import enqueue_pai_stop
-
             transaction.on_commit(partial(enqueue_pai_stop, run.pk))
     run.refresh_from_db()
     return run
@@ -128,6 +146,14 @@ def training_run_start(run_id: int, *, stage: str) -> bool:
         status=Status.RUNNING, stage=stage, progress=1, started_at=now, updated_at=now
     )
     return bool(started)
+
+
+def training_run_submitted(run_id: int, *, external_job_id: str, reused: bool) -> None:
+    """The run's PAI job exists (created now, or ``reused``: found where an earlier attempt created it)."""
+    TrainingRun.objects.filter(pk=run_id).update(external_job_id=external_job_id, updated_at=timezone.now())
+    how = "found the job an earlier attempt created" if reused else "created"
+    training_run_log(run_id, f"PAI job {external_job_id} {how}.", stage="submitted")
+    training_run_progress(run_id, stage="submitted to PAI", progress=15)
 
 
 def training_run_progress(run_id: int, *, stage: str, progress: int, message: str = "") -> None:
@@ -156,31 +182,41 @@ def training_run_finish(
     stage: str,
     error: str = "",
     expected: tuple[str, ...] = ACTIVE,
+    fence: int | None = None,
     **fields: Any,
 ) -> bool:
     """Move an active run to a final status (with ``fields`` such as metrics, report, artifact). Returns False
-    when the run was no longer in ``expected``: someone else finished it first, and nothing is written."""
+    when the run was no longer in ``expected`` (someone else finished it first), or when ``fence`` is given and
+    a holder of a newer fencing token wrote first: then nothing is written."""
     now = timezone.now()
     values = {"status": status, "stage": stage, "error": error, "finished_at": now, "updated_at": now, **fields}
     if status == Status.SUCCEEDED:
         values["progress"] = 100
-    finished = bool(TrainingRun.objects.filter(pk=run_id, status__in=expected).update(**values))
+    active = TrainingRun.objects.filter(pk=run_id, status__in=expected)
+    if fence is None:
+        finished = bool(active.update(**values))
+    else:
+        finished = fenced_update(active, fence_field="transfer_fence", fence=fence, **values)
     if finished:
         run_secrets_forget(run_id)
     return finished
 
 
 @transaction.atomic
-def training_run_succeed(run_id: int, *, onnx_bytes: bytes, report: Mapping[str, Any]) -> bool:
-    """Store the artifact and finish the run in one transaction: either both are visible or neither."""
-    from apps.artifacts.storage import artifact_store
+def training_run_succeed(
+    run_id: int, *, onnx_bytes: bytes, report: Mapping[str, Any], fence: int | None = None
+) -> bool:
+    """Store the artifact and finish the run in one transaction: either both are visible or neither.
 
+    ``fence``: the fencing token of the lock under which a PAI job's model is transferred; a stale holder's
+    write (a newer token already wrote) changes nothing."""
     artifact = artifact_store(onnx_bytes, format="onnx")
     done = training_run_finish(
         run_id,
         status=Status.SUCCEEDED,
         stage="done",
         expected=(Status.RUNNING,),
+        fence=fence,
         artifact=artifact,
         metrics=dict(report.get("metrics", {})),
         report=dict(report),
@@ -214,9 +250,6 @@ def training_runs_reap(*, now=None) -> int:
     PAI runs are watched by their poll job instead: a lost poller is re-enqueued, never failed.
     Returns how many runs were reaped or recovered.
     """
-    from ..heartbeat import heartbeat_alive
-    from ..jobs import pai_poll_scheduled, schedule_pai_poll
-
     now = now or timezone.now()
     grace = timedelta(seconds=settings.MLAB_RUN_REAP_AFTER_SECONDS)
     stale = TrainingRun.objects.filter(status=Status.RUNNING, updated_at__lt=now - grace)
@@ -224,7 +257,7 @@ def training_runs_reap(*, now=None) -> int:
     for run in stale.only("pk", "engine", "external_job_id"):
         if run.engine == TrainingRun.Engine.PAI and run.external_job_id:
             if not pai_poll_scheduled(run.pk):
-                schedule_pai_poll(run.pk, delay=0)
+                pai_poll_schedule(run.pk, delay=0)
                 reaped += 1
             continue
         if heartbeat_alive(run.pk):

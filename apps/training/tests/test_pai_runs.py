@@ -64,7 +64,8 @@ def test_a_pai_run_trains_with_mlabs_trainer_and_transfers_the_model(
     messages = list(run.events.values_list("message", flat=True))
     assert any(f"PAI job {run.external_job_id} created" in m for m in messages)
     assert "PAI: training" in run.events.values_list("stage", flat=True)
-    assert messages[-1] == "Succeeded on PAI; the model was transferred."
+    assert messages[-2] == f"The model of PAI job {run.external_job_id} was transferred."
+    assert messages[-1].startswith("Succeeded: ") and f"auc {run.metrics['auc']:.4g}" in messages[-1]
 
 
 def test_5xx_answers_are_retried(api, builtin_templates, duck_source, pai, django_capture_on_commit_callbacks):

@@ -135,10 +135,12 @@ def test_the_forking_worker_loads_what_jobs_import_before_it_forks():
     probe = (
         "import sys, django; django.setup()\n"
         "from django_rq import get_connection\n"
-        "from apps.training.worker import PRELOAD, MlabWorker\n"
-        "before = [m for m in PRELOAD + ('sklearn', 'skl2onnx') if m in sys.modules]\n"
+        "from django.conf import settings\n"
+        "from apps.training.worker import MlabWorker\n"
+        "watched = [*settings.MLAB_WORKER_PRELOAD, 'apps.training.engines.local', 'sklearn', 'skl2onnx']\n"
+        "before = [m for m in watched if m in sys.modules]\n"
         "MlabWorker(['default'], connection=get_connection('default'))\n"
-        "after = [m for m in PRELOAD + ('sklearn', 'skl2onnx') if m in sys.modules]\n"
+        "after = [m for m in watched if m in sys.modules]\n"
         "print(before, after)\n"
     )
     out = subprocess.run(
