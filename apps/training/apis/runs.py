@@ -11,7 +11,6 @@ from rest_framework.views import APIView
 
 from apps.templates.validation import RunParamsInvalid
 
-from ..datasources import engine_for
 from ..models import TrainingRun, TrainingRunEvent
 from ..selectors import run_get, run_list
 from ..services import training_run_cancel, training_run_create, training_run_retry
@@ -100,12 +99,6 @@ class RunListCreateApi(generics.ListAPIView):
     )
     def post(self, request):
         template, datasource, params, engine = resolve_run_input(request)
-        if not engine_for(datasource).executable:
-            return Response(
-                {"datasource": [f"{datasource.name} ({datasource.engine}) cannot be read from this machine: there "
-                                "are no credentials for it here. Runs need a DuckDB or MySQL source."]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )  # fmt: skip
         try:
             run = training_run_create(
                 template=template, params=params, engine=engine, datasource=datasource, user=request.user

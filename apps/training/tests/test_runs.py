@@ -7,6 +7,7 @@ import io
 import onnx
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from apps.artifacts.storage import artifact_read
 from apps.training.jobs import run_training
@@ -100,9 +101,21 @@ def test_bad_launches_are_400_naming_the_field_and_create_nothing(api, builtin_t
     assert not TrainingRun.objects.exists()
 
 
-def test_a_source_this_machine_cannot_read_is_refused(api, builtin_templates, hive_source):
+def test_a_source_this_machine_cannot_read_is_refused_by_every_door(
+    api, client, business_user, builtin_templates, hive_source
+):
     response = _launch(api, "binary-lr", hive_source)
-    assert response.status_code == 400 and "datasource" in response.json()
+    assert response.status_code == 400 and "cannot be read from this machine" in response.json()["datasource"][0]
+    with pytest.raises(CommandError, match=f"datasource: {hive_source.name} .* cannot be read from this machine"):
+        call_command("train", "binary-lr", "--datasource", hive_source.name, "--user", business_user.username)
+    client.force_login(business_user)
+    template = builtin_templates["binary-lr"]
+    response = client.post(
+        reverse("admin:training_trainingrun_launch", args=[template.pk]),
+        {"datasource": hive_source.name, "engine": "local", "_launch": "1"},
+    )
+    assert "cannot be read from this machine" in response.content.decode()
+    assert not TrainingRun.objects.exists()
 
 
 def test_runs_of_others_are_invisible(api, builtin_templates, duck_source, other_user):
