@@ -6,10 +6,15 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .errors import FieldErrors
+
 
 def exception_handler(exc, context):
-    """DRF's handler, plus Django ValidationErrors raised by services turned into 400s."""
-    if isinstance(exc, DjangoValidationError):
+    """DRF's handler, plus the refusals services raise (Django's ValidationError, FieldErrors) turned into 400s
+    naming the field, so that views need not catch them."""
+    if isinstance(exc, FieldErrors):
+        exc = exceptions.ValidationError(exc.as_response_body())
+    elif isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             exc = exceptions.ValidationError(exc.message_dict)
         else:

@@ -9,13 +9,12 @@ import json
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 
-from apps.training.models import TrainingRun
+from apps.training.selectors import training_run_list
 
 from . import selectors, services
 from .forms import RegisterRunForm, SplitEditorForm
@@ -230,10 +229,7 @@ class SceneAdmin(admin.ModelAdmin):
 
     def register_run_view(self, request, run_id: int):
         """Register a succeeded run as the next version of one of your scenes (reached from the run page)."""
-        runs = TrainingRun.objects.select_related("template", "artifact")
-        if not request.user.is_superuser:
-            runs = runs.filter(owner=request.user)
-        run = runs.filter(pk=run_id).first()
+        run = training_run_list(user=request.user).filter(pk=run_id).first()
         if run is None:
             raise Http404("No such run.")
         if not (request.user.has_perm("deploy.add_modelversion") and request.user.has_perm("deploy.view_scene")):
@@ -241,11 +237,12 @@ class SceneAdmin(admin.ModelAdmin):
         form = RegisterRunForm(request.POST if request.method == "POST" else None, scenes=self.get_queryset(request))
         if request.method == "POST" and form.is_valid():
             try:
-                with transaction.atomic():
-                    scene = form.cleaned_data["scene"] or services.scene_create(
-                        name=form.cleaned_data["new_scene"], user=request.user
-                    )
-                    version, created = services.model_version_register_or_get(run=run, scene=scene, user=request.user)
+                scene, version, created = services.scene_run_register(
+                    run=run,
+                    user=request.user,
+                    scene=form.cleaned_data["scene"],
+                    new_scene=form.cleaned_data["new_scene"],
+                )
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error("new_scene" if field == "name" else None, errors)

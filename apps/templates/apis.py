@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
-from rest_framework import generics, serializers, status
+from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,7 +13,7 @@ from . import selectors
 from .models import AlgorithmTemplate, TemplateNode
 from .payload import build_payload, mask_secrets
 from .schema import template_json_schema
-from .validation import RunParamsInvalid, template_specs, validate_run_params
+from .validation import template_specs, validate_run_params
 
 
 class TemplateNodeSerializer(serializers.ModelSerializer):
@@ -120,9 +120,6 @@ class TemplateValidateApi(_TemplateLookupMixin, APIView):
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         specs = template_specs(template)
-        try:
-            cleaned = validate_run_params(template, body.validated_data["params"], specs=specs)
-        except RunParamsInvalid as invalid:
-            return Response({"params": invalid.errors}, status=status.HTTP_400_BAD_REQUEST)
+        cleaned = validate_run_params(template, body.validated_data["params"], specs=specs)
         payload = build_payload(template_slug=template.slug, task=template.task_type, specs=specs, cleaned=cleaned)
         return Response({"params": mask_secrets(specs, cleaned), "payload": payload})

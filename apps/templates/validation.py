@@ -10,16 +10,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlabsite.errors import FieldErrors
+
 from .nodes import ColumnAllowList, NodeKind, NodeType, Task, ValidationContext, registry
 
 if TYPE_CHECKING:
     from .models import AlgorithmTemplate, TemplateNode
 
 
-class RunParamsInvalid(Exception):
-    def __init__(self, errors: dict[str, Any]):
-        self.errors = errors
-        super().__init__(errors)
+class RunParamsInvalid(FieldErrors):
+    """Run parameters that do not validate: ``errors`` keyed ``{node: {param: [message]}}`` (or ``{node:
+    [message]}``); the API answers ``{"params": errors}``."""
+
+    field = "params"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from .datasources import Schema, column_kind, engine_for
-from .models import DataSource, TrainingRun
+from .models import DataSource, TrainingRun, TrainingRunEvent
 from .schema_cache import schema_cached, schema_introspect
 from .sql import count_query, limited, render
 
@@ -82,16 +82,18 @@ def sample_fetch(*, prepared):
     )
 
 
-def run_list(*, user) -> QuerySet[TrainingRun]:
-    """Runs ``user`` may see: their own (superusers see every run)."""
+def training_run_list(*, user) -> QuerySet[TrainingRun]:
+    """Runs ``user`` may see and act on: their own (superusers see every run). Every door asks this: the API,
+    the admin, and the deploy app when a run is registered as a version."""
     qs = TrainingRun.objects.select_related("template", "datasource", "owner")
     return qs if user.is_superuser else qs.filter(owner=user)
 
 
-def run_get(*, user, run_id: int) -> TrainingRun:
+def training_run_get(*, user, run_id: int) -> TrainingRun:
     """Raises TrainingRun.DoesNotExist when the run does not exist or is not ``user``'s."""
-    return run_list(user=user).get(pk=run_id)
+    return training_run_list(user=user).get(pk=run_id)
 
 
-def run_events(*, run: TrainingRun, after_id: int = 0, limit: int = 500) -> list:
-    return list(run.events.filter(id__gt=after_id).order_by("id")[:limit])
+def training_run_events(*, run: TrainingRun, limit: int) -> list[TrainingRunEvent]:
+    """The first ``limit`` lines of the run's log, in order."""
+    return list(run.events.order_by("id")[:limit])

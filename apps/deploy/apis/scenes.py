@@ -5,7 +5,7 @@ Business developers see and change only the scenes they own: any other scene is 
 
 from __future__ import annotations
 
-import random
+from dataclasses import asdict
 
 from django.contrib.auth import get_user_model
 from django.http import Http404
@@ -16,13 +16,11 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.artifacts.storage import ArtifactCorrupt
-from apps.training.models import TrainingRun
-from mlab_client.contract import BUCKETS
+from apps.training.selectors import training_run_list
 
 from .. import selectors, services
-from ..models import ConfigEntry, Deployment, ModelVersion, Scene
-from ..scoring import FeatureError, ModelFormatError, model_load, router_for
+from ..models import Deployment, ModelVersion, Scene
+from ..scoring import FeatureError
 
 
 class SceneSerializer(serializers.ModelSerializer):
@@ -154,10 +152,7 @@ class VersionListCreateApi(_SceneMixin, generics.ListAPIView):
         scene = self.get_scene()
         body = self.VersionRegisterInput(data=request.data)
         body.is_valid(raise_exception=True)
-        runs = (
-            TrainingRun.objects.all() if request.user.is_superuser else TrainingRun.objects.filter(owner=request.user)
-        )
-        run = runs.filter(pk=body.validated_data["run"]).first()
+        run = training_run_list(user=request.user).filter(pk=body.validated_data["run"]).first()
         if run is None:
             raise serializers.ValidationError({"run": [f"You have no run {body.validated_data['run']}."]})
         version, created = services.model_version_register_or_get(run=run, scene=scene, user=request.user)
@@ -254,23 +249,14 @@ class PredictApi(_SceneMixin, APIView):
         scene = self.get_scene()
         body = self.PredictInput(data=request.data)
         body.is_valid(raise_exception=True)
-        entry = ConfigEntry.objects.filter(scene=scene).first()
-        if entry is None or entry.revision == 0:
-            return Response({"detail": f"Scene {name!r} has no published deployment yet."}, status=409)
-        router = router_for(entry)
-        unit_id = body.validated_data.get("unit_id")
-        number = (
-            router.version_for(unit_id) if unit_id is not None else router.version_of_bucket(random.randrange(BUCKETS))
-        )
-        version = ModelVersion.objects.select_related("artifact").get(scene=scene, version=number)
         try:
-            model = model_load(version.artifact)
-        except ArtifactCorrupt:
-            return Response({"detail": f"Version {number}'s artifact is corrupt; it was reported."}, status=503)
-        except ModelFormatError as exc:
-            return Response({"detail": f"Version {number} cannot be scored here: {exc}."}, status=409)
-        try:
-            score, label = model.score(body.validated_data["features"])
+            prediction = services.scene_predict(
+                scene=scene, features=body.validated_data["features"], unit_id=body.validated_data.get("unit_id")
+            )
+        except services.VersionCorrupt as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        except services.PredictionRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except FeatureError as exc:
             return Response({"features": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
-        return Response({"version": number, "score": score, "label": label, "revision": entry.revision})
+        return Response(asdict(prediction))

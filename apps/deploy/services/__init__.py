@@ -1,11 +1,24 @@
 """Writes of the deploy app, one function per state change. Import them from here."""
 
 from .deployments import deployment_create, deployment_rollback
+from .predict import (
+    Prediction,
+    PredictionRefused,
+    SceneNotPublished,
+    VersionCorrupt,
+    VersionNotScorable,
+    scene_predict,
+)
 from .publication import PublishResult, publication_enqueue, publication_sweep, scene_publish
 from .scenes import client_token_create, client_token_digest, client_token_revoke, scene_create, scene_update
-from .versions import model_version_register, model_version_register_or_get
+from .versions import model_version_register, model_version_register_or_get, scene_run_register
 
 __all__ = [
+    "Prediction",
+    "PredictionRefused",
+    "SceneNotPublished",
+    "VersionCorrupt",
+    "VersionNotScorable",
     "PublishResult",
     "client_token_create",
     "client_token_digest",
@@ -17,6 +30,8 @@ __all__ = [
     "publication_enqueue",
     "publication_sweep",
     "scene_create",
+    "scene_predict",
     "scene_publish",
+    "scene_run_register",
     "scene_update",
 ]

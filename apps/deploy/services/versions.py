@@ -10,6 +10,7 @@ from apps.training.models import TrainingRun
 
 from ..models import ModelVersion, Scene
 from ..scoring import ModelFormatError, onnx_metadata
+from .scenes import scene_create
 
 
 @transaction.atomic
@@ -58,6 +59,22 @@ def model_version_register_or_get(*, run: TrainingRun, scene: Scene, user) -> tu
     version.full_clean()
     version.save()
     return version, True
+
+
+@transaction.atomic
+def scene_run_register(
+    *, run: TrainingRun, user, scene: Scene | None = None, new_scene: str = ""
+) -> tuple[Scene, ModelVersion, bool]:
+    """Register ``run`` as the next version of ``scene``, or of a scene named ``new_scene`` created now (``user``
+    becomes its owner). One transaction: a run that cannot be registered leaves no empty new scene behind.
+    Returns the scene, the version and whether it was created now. Raises ValidationError naming ``run``,
+    ``name`` (the new scene's) or ``scene``."""
+    if (scene is None) == (not new_scene):
+        raise ValidationError({"scene": ["Choose an existing scene or name a new one, not both."]})
+    if scene is None:
+        scene = scene_create(name=new_scene, user=user)
+    version, created = model_version_register_or_get(run=run, scene=scene, user=user)
+    return scene, version, created
 
 
 def model_version_register(*, run: TrainingRun, scene: Scene, user) -> ModelVersion:

@@ -41,6 +41,13 @@ def test_register_says_plainly_what_is_wrong(scene, make_run):
         run("register", str(failed.pk), scene.name, "--user", "zed")
 
 
+def test_register_with_create_leaves_no_empty_scene_when_the_run_is_refused(make_run):
+    failed = make_run(status=TrainingRun.Status.FAILED)
+    with pytest.raises(CommandError, match=r"^run: Run \d+ has status failed"):
+        run("register", str(failed.pk), "never-made", "--create")
+    assert not Scene.objects.filter(name="never-made").exists()
+
+
 def test_deploy_and_rollback_publish_with_publish(scene, versions, user):
     out = run("deploy", scene.name, "1:90", "2:10", "--override", "vip=3", "--comment", "canary", "--publish")
     assert "revision 1: v1 90%, v2 10%" in out and "revision 1." in out

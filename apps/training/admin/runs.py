@@ -16,6 +16,7 @@ from apps.templates.validation import RunParamsInvalid
 
 from .. import charts
 from ..models import TrainingRun
+from ..selectors import training_run_events, training_run_list
 from ..services import training_run_cancel, training_run_retry
 from .launch import launch_view
 
@@ -48,8 +49,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         js = ["mlab/run.js"]
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        return qs if request.user.is_superuser else qs.filter(owner=request.user)
+        return training_run_list(user=request.user)
 
     def has_add_permission(self, request):
         return False  # runs are launched from a template's Launch page, the API or `manage.py train`
@@ -141,7 +141,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         versions = list(run.model_versions.select_related("scene").order_by("created_at"))
         return {
             "run": run,
-            "run_events": run.events.order_by("id")[:1000],
+            "run_events": training_run_events(run=run, limit=1000),
             "run_metrics": [(k, v) for k, v in metrics.items() if isinstance(v, int | float)],
             "run_charts": [c for c in charts_html if c],
             "run_payload_json": json.dumps(run.payload, indent=2),

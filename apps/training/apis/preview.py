@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
@@ -11,7 +10,6 @@ from rest_framework.views import APIView
 
 from apps.templates import selectors as template_selectors
 from apps.templates.models import AlgorithmTemplate
-from apps.templates.validation import RunParamsInvalid
 
 from ..datasources import DataSourceError, EngineNotAvailable, QueryTimeout
 from ..launch import ENGINES, prepare_launch
@@ -69,12 +67,7 @@ class RunPreviewApi(APIView):
     )
     def post(self, request):
         template, datasource, params, engine = resolve_run_input(request)
-        try:
-            prepared = prepare_launch(template=template, params=params, datasource=datasource, engine=engine)
-        except RunParamsInvalid as invalid:
-            return Response({"params": invalid.errors}, status=status.HTTP_400_BAD_REQUEST)
-        except ValidationError as exc:
-            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        prepared = prepare_launch(template=template, params=params, datasource=datasource, engine=engine)
         body = {
             "sql": prepared.sql,
             "dialect": prepared.dialect,

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.templates.validation import RunParamsInvalid
-
 from ..models import TrainingRun, TrainingRunEvent
-from ..selectors import run_get, run_list
+from ..selectors import training_run_events, training_run_get, training_run_list
 from ..services import training_run_cancel, training_run_create, training_run_retry
 from .preview import RunInputSerializer, resolve_run_input
 
@@ -54,7 +51,7 @@ class RunDetailSerializer(RunSerializer):
         read_only_fields = fields
 
     def get_events(self, run) -> list[dict]:
-        return RunEventSerializer(run.events.order_by("id")[:500], many=True).data
+        return RunEventSerializer(training_run_events(run=run, limit=500), many=True).data
 
 
 class RunListCreateApi(generics.ListAPIView):
@@ -63,7 +60,7 @@ class RunListCreateApi(generics.ListAPIView):
     def get_queryset(self):
         # The versions a run became are the deploy app's rows: reached by the reverse relation's name, never
         # by importing the app above this one.
-        qs = run_list(user=self.request.user).prefetch_related("model_versions__scene")
+        qs = training_run_list(user=self.request.user).prefetch_related("model_versions__scene")
         for field in ("status", "engine"):
             if value := self.request.query_params.get(field):
                 qs = qs.filter(**{field: value})
@@ -99,21 +96,16 @@ class RunListCreateApi(generics.ListAPIView):
     )
     def post(self, request):
         template, datasource, params, engine = resolve_run_input(request)
-        try:
-            run = training_run_create(
-                template=template, params=params, engine=engine, datasource=datasource, user=request.user
-            )
-        except RunParamsInvalid as invalid:
-            return Response({"params": invalid.errors}, status=status.HTTP_400_BAD_REQUEST)
-        except ValidationError as exc:
-            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        run = training_run_create(
+            template=template, params=params, engine=engine, datasource=datasource, user=request.user
+        )
         return Response(RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
 class _RunLookup:
     def get_run(self) -> TrainingRun:
         try:
-            return run_get(user=self.request.user, run_id=self.kwargs["pk"])
+            return training_run_get(user=self.request.user, run_id=self.kwargs["pk"])
         except TrainingRun.DoesNotExist:
             raise Http404("No such run.") from None
 
@@ -135,10 +127,5 @@ class RunCancelApi(_RunLookup, APIView):
 class RunRetryApi(_RunLookup, APIView):
     @extend_schema(request=None, responses={201: RunDetailSerializer}, summary="Relaunch with the same parameters")
     def post(self, request, pk: int):
-        try:
-            run = training_run_retry(run=self.get_run(), user=request.user)
-        except RunParamsInvalid as invalid:
-            return Response({"params": invalid.errors}, status=status.HTTP_400_BAD_REQUEST)
-        except ValidationError as exc:
-            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        run = training_run_retry(run=self.get_run(), user=request.user)
         return Response(RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.deploy.services import model_version_register_or_get, scene_create
+from apps.deploy.models import Scene
+from apps.deploy.services import scene_run_register
 from apps.training.models import TrainingRun
 
-from ._doors import plain, scene_named, user_named
+from ._doors import plain, user_named
 
 
 class Command(BaseCommand):
@@ -25,21 +26,16 @@ class Command(BaseCommand):
         training_run = TrainingRun.objects.filter(pk=run).first()
         if training_run is None:
             raise CommandError(f"No training run {run}.")
+        existing = Scene.objects.filter(name=scene).first()
+        if existing is None and not create:
+            raise CommandError(f"No scene named {scene!r} (add --create to create it).")
         try:
-            target = _scene(scene, create=create, user=author)
-            version, created = model_version_register_or_get(run=training_run, scene=target, user=author)
+            target, version, created = scene_run_register(
+                run=training_run, user=author, scene=existing, new_scene="" if existing else scene
+            )
         except ValidationError as exc:
             raise plain(exc) from None
         word = "Registered" if created else "Already registered:"
         self.stdout.write(
             self.style.SUCCESS(f"{word} run {run} as {target.name} v{version.version} ({version.sha256[:12]})")
         )
-
-
-def _scene(name: str, *, create: bool, user):
-    try:
-        return scene_named(name)
-    except CommandError:
-        if not create:
-            raise CommandError(f"No scene named {name!r} (add --create to create it).") from None
-        return scene_create(name=name, user=user)
