@@ -7,6 +7,10 @@ from django_redis import get_redis_connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apps.demo.warehouse import build_demo_warehouse
+from apps.training.services import datasource_create
+from mlabsite.roles import BUSINESS_DEVELOPERS, role_group
+
 pytest_plugins = ["apps.training.pai.testing"]  # the pai_emulator fixture
 
 
@@ -29,9 +33,7 @@ def other_user(django_user_model):
 
 @pytest.fixture
 def business_user(user):
-    from apps.deploy.demo import business_group_sync
-
-    user.groups.add(business_group_sync())
+    user.groups.add(role_group(BUSINESS_DEVELOPERS))
     return user
 
 
@@ -50,6 +52,23 @@ def api(user) -> APIClient:
 @pytest.fixture
 def anon_api() -> APIClient:
     return APIClient()
+
+
+TEST_IMPRESSIONS = 20_000
+
+
+@pytest.fixture(scope="session")
+def warehouse_path(tmp_path_factory):
+    """A small demo warehouse (DuckDB) for this test session."""
+    path = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
+    build_demo_warehouse(path, impressions=TEST_IMPRESSIONS)
+    return path
+
+
+@pytest.fixture
+def duck_source(db, warehouse_path):
+    """The small demo warehouse as the data source ``demo``."""
+    return datasource_create(name="demo", engine="duckdb", options={"path": str(warehouse_path)})
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def train_and_publish(impressions: int) -> tuple[str, list[Trained]]:
     from django.contrib.auth import get_user_model
 
     from apps.artifacts.storage import artifact_read
-    from apps.deploy.demo import demo_warehouse_sync
+    from apps.demo.setup import demo_warehouse_sync
     from apps.deploy.services import (
         client_token_create,
         deployment_create,

@@ -67,7 +67,7 @@ class PeakRss:
 
 
 def _warehouse() -> Path:
-    from apps.training.warehouse import build_demo_warehouse
+    from apps.demo.warehouse import build_demo_warehouse
 
     path = ROOT / "var" / "bench" / f"warehouse-{IMPRESSIONS}.duckdb"
     started = time.perf_counter()

@@ -52,7 +52,7 @@ def _peak_rss_mib() -> float:
 
 
 def warehouse(rows: int) -> Path:
-    from apps.training.warehouse import build_demo_warehouse
+    from apps.demo.warehouse import build_demo_warehouse
 
     path = ROOT / "var" / "bench" / f"warehouse-{rows}.duckdb"
     started = time.perf_counter()

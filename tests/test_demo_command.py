@@ -53,9 +53,9 @@ def test_demo_builds_the_warehouse_once_and_registers_the_demo_source(settings, 
 
 def test_demo_mysql_copies_the_warehouse_and_registers_the_source(settings, tmp_path):
     MySQLdb = pytest.importorskip("MySQLdb", reason="mysqlclient is not installed")
+    from apps.demo.warehouse import build_demo_warehouse
     from apps.training.datasources import engine_for
     from apps.training.models import DataSource
-    from apps.training.warehouse import build_demo_warehouse
 
     try:
         MySQLdb.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=3).close()

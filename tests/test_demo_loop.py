@@ -10,9 +10,9 @@ import requests
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
-from apps.deploy.demo import DEMO_USERNAME
-from apps.deploy.demo.loop import demo_loop
-from apps.deploy.demo.scene import DEMO_SCENE, demo_scene_sync
+from apps.demo.loop import demo_loop
+from apps.demo.scene import DEMO_SCENE, demo_scene_sync
+from apps.demo.setup import DEMO_USERNAME
 from apps.deploy.models import ClientToken, ConfigEntry, Deployment, ModelVersion
 from apps.training.models import DataSource, TrainingRun
 from mlab_client.routing import Router
@@ -79,7 +79,7 @@ def test_two_versions_a_90_10_split_a_rollback_followed_and_an_idempotent_rerun(
 
 
 def _first_row() -> dict:
-    from apps.deploy.demo.loop import demo_units
+    from apps.demo.loop import demo_units
 
     names = ModelVersion.objects.get(scene__name=DEMO_SCENE, version=1).signature
     _, rows = demo_units(DataSource.objects.get(name="demo"), [f["name"] for f in names], count=1)

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "apps.templates.apps.AlgoTemplatesConfig",
     "apps.training.apps.TrainingConfig",
     "apps.deploy.apps.DeployConfig",
+    "apps.demo.apps.DemoConfig",
+    "mlabsite.apps.MlabsiteConfig",
 ]
 
 MIDDLEWARE = [

@@ -13,6 +13,7 @@ from apps.deploy.admin import register_run_url
 from apps.deploy.models import ClientToken, ConfigEntry, Deployment, ModelVersion, Scene
 from apps.deploy.services import client_token_digest, deployment_create, scene_create, scene_publish
 from apps.training.models import TrainingRun
+from mlabsite.roles import BUSINESS_DEVELOPERS, role_group
 
 pytestmark = pytest.mark.django_db
 
@@ -105,9 +106,7 @@ def test_one_click_rollback(alice, scene, versions, user):
 
 
 def test_other_peoples_scenes_are_out_of_reach(client, other_user, scene, versions):
-    from apps.deploy.demo import business_group_sync
-
-    other_user.groups.add(business_group_sync())
+    other_user.groups.add(role_group(BUSINESS_DEVELOPERS))
     client.force_login(other_user)
     listing = client.get(reverse("admin:deploy_scene_changelist")).content.decode()
     assert scene.name not in listing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.deploy.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_user_sync
+from apps.demo.setup import DEMO_PASSWORD, DEMO_USERNAME, demo_user_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

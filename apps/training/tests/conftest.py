@@ -1,4 +1,4 @@
-"""Fixtures of the training app: a small demo warehouse on DuckDB, and the same rows on MariaDB."""
+"""Fixtures of the training app: data sources over the demo warehouse (DuckDB), and the same rows on MariaDB."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from apps.training.warehouse import build_demo_warehouse, load_demo_into_mysql
+from apps.demo.warehouse import load_demo_into_mysql
+from apps.training.services import datasource_create
 
-TEST_IMPRESSIONS = 20_000
 # Where the MariaDB copy goes; the test database server by default.
 MYSQL_URL = os.environ.get("MLAB_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 
@@ -23,13 +23,6 @@ def mysqlclient():
     sees these tests skipped, and test_execution.py checks the error a user then gets instead.
     """
     return pytest.importorskip("MySQLdb", reason="mysqlclient is not installed (pip install -r requirements-mysql.txt)")
-
-
-@pytest.fixture(scope="session")
-def warehouse_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
-    build_demo_warehouse(path, impressions=TEST_IMPRESSIONS)
-    return path
 
 
 def _mysql_server() -> dict:
@@ -71,23 +64,12 @@ def mysql_warehouse(warehouse_path):
 
 
 @pytest.fixture
-def duck_source(db, warehouse_path):
-    from apps.training.services import datasource_create
-
-    return datasource_create(name="demo", engine="duckdb", options={"path": str(warehouse_path)})
-
-
-@pytest.fixture
 def mysql_source(db, mysql_warehouse):
-    from apps.training.services import datasource_create
-
     return datasource_create(name="demo-mysql", engine="mysql", options=mysql_warehouse)
 
 
 @pytest.fixture
 def hive_source(db):
-    from apps.training.services import datasource_create
-
     tables = {
         "impressions": {
             "ds": "string",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.deploy.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_user_sync
+from apps.demo.setup import DEMO_PASSWORD, DEMO_USERNAME, demo_user_sync
 from apps.training.models import TrainingRun
 from tests.live import rq_worker, stop
 

@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import django_rq
 from django.core.exceptions import ValidationError
+from redis.exceptions import RedisError
 
-from apps.templates.models import AlgorithmTemplate
-from apps.training.models import DataSource, TrainingRun
-
-from ..models import ClientToken, ConfigEntry, Deployment, ModelVersion, Scene
-from ..services import (
+from apps.deploy.models import ClientToken, ConfigEntry, Deployment, ModelVersion, Scene
+from apps.deploy.services import (
     client_token_create,
     client_token_revoke,
     deployment_create,
@@ -28,6 +27,10 @@ from ..services import (
     scene_publish,
     scene_update,
 )
+from apps.templates.models import AlgorithmTemplate
+from apps.training.jobs import run_training
+from apps.training.models import DataSource, TrainingRun
+from apps.training.services import training_run_create
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +131,6 @@ def demo_client_token(scene: Scene, *, user, name: str = DEMO_CLIENT_TOKEN) -> s
 
 def _train(slug: str, *, datasource: DataSource, user, say: Say) -> TrainingRun:
     """Train the template with its presets on the local engine, in this process."""
-    from apps.training.jobs import run_training
-    from apps.training.services import training_run_create
-
     template = AlgorithmTemplate.objects.get(slug=slug)
     run = training_run_create(
         template=template, params={}, engine=TrainingRun.Engine.LOCAL, datasource=datasource, user=user
@@ -153,9 +153,6 @@ def _train(slug: str, *, datasource: DataSource, user, say: Say) -> TrainingRun:
 
 def _unqueue(run: TrainingRun) -> None:
     """Take the run's RQ job out of the queue: this process runs it. Best effort, since the job is idempotent."""
-    import django_rq
-    from redis.exceptions import RedisError
-
     run.refresh_from_db(fields=["rq_job_id"])
     if not run.rq_job_id:
         return

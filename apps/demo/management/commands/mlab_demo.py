@@ -12,7 +12,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.deploy.demo import (
+from apps.demo.loop import demo_loop, demo_units
+from apps.demo.scene import DemoScene, demo_client_token, demo_scene_sync
+from apps.demo.setup import (
     DEMO_DATASOURCE,
     DEMO_MYSQL_URL,
     DEMO_USERNAME,
@@ -20,7 +22,7 @@ from apps.deploy.demo import (
     demo_user_sync,
     demo_warehouse_sync,
 )
-from apps.deploy.demo.scene import DemoScene, demo_client_token, demo_scene_sync
+from apps.deploy.models import ModelVersion
 from apps.templates.services import builtin_templates_sync
 from apps.training.models import DataSource
 
@@ -110,8 +112,6 @@ class Command(BaseCommand):
         return demo
 
     def loop(self, *, base_url: str, units: int) -> None:
-        from apps.deploy.demo.loop import demo_loop
-
         if units < 1:
             raise CommandError("--units must be at least 1.")
         owner = get_user_model().objects.filter(username=DEMO_USERNAME).first()
@@ -127,9 +127,6 @@ class Command(BaseCommand):
 
 def _example_features(demo: DemoScene) -> str:
     """The features of one real demo impression, as a dict literal."""
-    from apps.deploy.demo.loop import demo_units
-    from apps.deploy.models import ModelVersion
-
     signature = ModelVersion.objects.get(scene=demo.scene, version=demo.baseline).signature
     _, rows = demo_units(DataSource.objects.get(name=DEMO_DATASOURCE), [f["name"] for f in signature], count=1)
     return repr(rows[0]) if rows else "{...}"

@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from apps.training.services import datasource_sync
+from mlabsite.roles import BUSINESS_DEVELOPERS, role_group
+
+from .warehouse import build_demo_warehouse, load_demo_into_mysql
+
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "mlab-demo"
-BUSINESS_GROUP = "Business developers"
-# What a business developer may do in the admin; ownership rules narrow it further per object.
-BUSINESS_PERMISSIONS = {
-    "algo_templates": [
-        "view_algorithmtemplate",
-        "add_algorithmtemplate",
-        "change_algorithmtemplate",
-        "delete_algorithmtemplate",
-        "view_templatenode",
-        "add_templatenode",
-        "change_templatenode",
-        "delete_templatenode",
-    ],
-    "training": ["view_datasource", "view_trainingrun", "add_trainingrun"],
-    "deploy": [
-        "view_scene",
-        "add_scene",
-        "change_scene",
-        "view_modelversion",
-        "add_modelversion",
-        "view_deployment",
-        "add_deployment",
-        "view_clienttoken",
-        "add_clienttoken",
-        "delete_clienttoken",
-    ],
-}
 
 
 @dataclass
@@ -45,18 +25,6 @@ class DemoUser:
     username: str
     password: str
     token: str
-
-
-@transaction.atomic
-def business_group_sync() -> Group:
-    group, _ = Group.objects.get_or_create(name=BUSINESS_GROUP)
-    wanted = [
-        Permission.objects.get(content_type__app_label=app, codename=codename)
-        for app, codenames in BUSINESS_PERMISSIONS.items()
-        for codename in codenames
-    ]
-    group.permissions.set(wanted)
-    return group
 
 
 @transaction.atomic
@@ -69,7 +37,7 @@ def demo_user_sync() -> DemoUser:
     user.is_staff = True
     user.is_active = True
     user.save()
-    user.groups.add(business_group_sync())
+    user.groups.add(role_group(BUSINESS_DEVELOPERS))
     token, _ = Token.objects.get_or_create(user=user)
     return DemoUser(DEMO_USERNAME, DEMO_PASSWORD, token.key)
 
@@ -83,11 +51,6 @@ DEMO_MYSQL_PASSWORD_ENV = "MLAB_DEMO_MYSQL_PASSWORD"
 def demo_warehouse_sync(*, impressions: int = 200_000, path=None):
     """Build the DuckDB demo warehouse under settings.MLAB_WAREHOUSE_PATH if missing, and register it as the
     ``demo`` data source. Returns the warehouse summary."""
-    from django.conf import settings
-
-    from apps.training.services import datasource_sync
-    from apps.training.warehouse import build_demo_warehouse
-
     path = path or settings.MLAB_WAREHOUSE_PATH
     summary = build_demo_warehouse(path, impressions=impressions)
     datasource_sync(
@@ -104,14 +67,6 @@ def demo_mysql_sync(*, url: str = DEMO_MYSQL_URL, path=None) -> dict[str, int]:
 
     The password, if any, comes from the environment variable MLAB_DEMO_MYSQL_PASSWORD, never from the URL.
     """
-    import os
-    from urllib.parse import urlsplit
-
-    from django.conf import settings
-
-    from apps.training.services import datasource_sync
-    from apps.training.warehouse import load_demo_into_mysql
-
     parts = urlsplit(url)
     if parts.scheme not in ("mysql", "mariadb") or parts.password:
         raise ValueError(f"Expected mysql://user@host:port/database (password in {DEMO_MYSQL_PASSWORD_ENV}).")

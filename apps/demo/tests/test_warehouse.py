@@ -14,8 +14,8 @@ from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from apps.demo.warehouse import build_demo_warehouse
 from apps.templates.builtins import DEMO_SAMPLE
-from apps.training.warehouse import build_demo_warehouse
 
 pytestmark = pytest.mark.django_db
 

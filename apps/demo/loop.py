@@ -24,8 +24,8 @@ from apps.training.datasources import engine_for
 from apps.training.models import DataSource
 from mlab_client import Change, ModelClient
 
-from . import DEMO_DATASOURCE, DEMO_USERNAME
 from .scene import DemoScene, demo_client_token, demo_publish
+from .setup import DEMO_DATASOURCE, DEMO_USERNAME
 
 UNITS = 10_000
 FOLLOW_TIMEOUT_SECONDS = 30.0
