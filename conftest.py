@@ -68,7 +68,7 @@ def warehouse_path(tmp_path_factory):
 @pytest.fixture
 def duck_source(db, warehouse_path):
     """The small demo warehouse as the data source ``demo``."""
-    return datasource_create(name="demo", engine="duckdb", options={"path": str(warehouse_path)})
+    return datasource_create(name="demo", kind="duckdb", options={"path": str(warehouse_path)})
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ class BenchSite:
         user = get_user_model().objects.create_user(f"bench-{suffix}", is_staff=True)
         token = Token.objects.create(user=user).key
         template = {t.slug: t for t in builtin_templates_sync()}["binary-lr"]
-        source, _ = DataSource.objects.get_or_create(name="bench", defaults={"engine": DataSource.Engine.DUCKDB})
+        source, _ = DataSource.objects.get_or_create(name="bench", defaults={"engine": DataSource.Kind.DUCKDB})
         scene = scene_create(name=f"bench-{suffix}", user=user)
         for data in artifacts:
             run = TrainingRun.objects.create(

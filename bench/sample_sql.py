@@ -80,10 +80,10 @@ def _warehouse() -> Path:
 def _generated(path: Path):
     from apps.templates.builtins import DEMO_SAMPLE
     from apps.templates.nodes import registry
-    from apps.training.datasources import DuckDBEngine
+    from apps.training.datasources import DuckDBBackend
     from apps.training.sql import build_sample_query
 
-    engine = DuckDBEngine(name="bench", options={"path": str(path)})
+    engine = DuckDBBackend(name="bench", options={"path": str(path)})
     columns = engine.introspect()  # cached in Redis in the service; not part of the query
     chunk_rows = registry.get("sample.sql").param_map["chunk_rows"].default  # what a run uses
     cleaned = {

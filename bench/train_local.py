@@ -76,7 +76,7 @@ def platform_side(template_slug: str, path: str) -> dict:
 
         user = get_user_model().objects.create_user("bench", is_staff=True)
         template = {t.slug: t for t in builtin_templates_sync()}[template_slug]
-        source = DataSource.objects.create(name="bench", engine=DataSource.Engine.DUCKDB, options={"path": path})
+        source = DataSource.objects.create(name="bench", kind=DataSource.Kind.DUCKDB, options={"path": path})
         # Committed at once (no atomic block): its on-commit enqueue reaches the bench's own queue, which no
         # worker reads; this process runs the job function itself, as a worker's horse would.
         run = training_run_create(template=template, params={}, engine="local", datasource=source, user=user)

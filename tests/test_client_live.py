@@ -53,7 +53,7 @@ class LiveScene:
         # A new name per test: the server keeps a short memo of configs by scene name.
         self.scene = scene_create(name=f"client-{uuid.uuid4().hex[:8]}", user=user)
         self.user = user
-        source = DataSource.objects.get_or_create(name="warehouse", engine=DataSource.Engine.DUCKDB)[0]
+        source = DataSource.objects.get_or_create(name="warehouse", kind=DataSource.Kind.DUCKDB)[0]
         for version, seed in SEEDS.items():
             run = TrainingRun.objects.create(
                 template=builtin_templates["binary-lr"],

@@ -42,7 +42,7 @@ def test_demo_builds_the_warehouse_once_and_registers_the_demo_source(settings, 
     call_command("mlab_demo", "--impressions", "5000", stdout=out)
     assert "Demo warehouse built" in out.getvalue() and "5,000 impressions" in out.getvalue()
     source = DataSource.objects.get(name="demo")
-    assert source.engine == "duckdb" and source.options == {"path": str(settings.MLAB_WAREHOUSE_PATH)}
+    assert source.kind == "duckdb" and source.options == {"path": str(settings.MLAB_WAREHOUSE_PATH)}
     again = io.StringIO()
     call_command("mlab_demo", "--impressions", "9000", stdout=again)
     assert "Demo warehouse kept" in again.getvalue() and DataSource.objects.count() == 1
@@ -54,7 +54,7 @@ def test_demo_builds_the_warehouse_once_and_registers_the_demo_source(settings, 
 def test_demo_mysql_copies_the_warehouse_and_registers_the_source(settings, tmp_path):
     MySQLdb = pytest.importorskip("MySQLdb", reason="mysqlclient is not installed")
     from apps.demo.warehouse import build_demo_warehouse
-    from apps.training.datasources import engine_for
+    from apps.training.datasources import backend_for
     from apps.training.models import DataSource
 
     try:
@@ -71,7 +71,7 @@ def test_demo_mysql_copies_the_warehouse_and_registers_the_source(settings, tmp_
         source = DataSource.objects.get(name="demo-mysql")
         assert source.options["database"] == database and source.password_env == ""
         counts = {
-            t: engine_for(source).count(f"SELECT COUNT(*) FROM {t}", timeout=30) for t in ("impressions", "users")
+            t: backend_for(source).count(f"SELECT COUNT(*) FROM {t}", timeout=30) for t in ("impressions", "users")
         }
         assert counts == {"impressions": 2000, "users": 200}
     finally:

@@ -32,7 +32,7 @@ PUBLICATIONS = 50
 
 @pytest.fixture
 def make_runs(user, builtin_templates):
-    source = DataSource.objects.create(name="warehouse", engine=DataSource.Engine.DUCKDB)
+    source = DataSource.objects.create(name="warehouse", kind=DataSource.Kind.DUCKDB)
 
     def make(count: int) -> list[TrainingRun]:
         return [

@@ -55,7 +55,7 @@ def demo_warehouse_sync(*, impressions: int = 200_000, path=None):
     summary = build_demo_warehouse(path, impressions=impressions)
     datasource_sync(
         name=DEMO_DATASOURCE,
-        engine="duckdb",
+        kind="duckdb",
         options={"path": str(path)},
         description="The demo warehouse (DuckDB): seller-union impressions, users and items.",
     )
@@ -80,7 +80,7 @@ def demo_mysql_sync(*, url: str = DEMO_MYSQL_URL, path=None) -> dict[str, int]:
     counts = load_demo_into_mysql(path or settings.MLAB_WAREHOUSE_PATH, password=password, **options)
     datasource_sync(
         name=DEMO_MYSQL_DATASOURCE,
-        engine="mysql",
+        kind="mysql",
         options=options,
         password_env=DEMO_MYSQL_PASSWORD_ENV if password is not None else "",
         description="The demo warehouse copied into MySQL/MariaDB (same rows as the DuckDB one).",

@@ -95,7 +95,7 @@ def prepare_launch(
         query = build_sample_query(cleaned[sample_node], columns=columns, task=template.task_type)
     except NodeValidationError as exc:  # validation ran the same checks; kept for a template edited meanwhile
         raise RunParamsInvalid({sample_node: exc.errors}) from None
-    dialect = DIALECTS[datasource.engine]
+    dialect = DIALECTS[datasource.kind]
     payload = build_payload(template_slug=template.slug, task=template.task_type, specs=specs, cleaned=cleaned)
     payload["sample"] = _sample_payload(query, sample_node, dialect, cleaned[sample_node])
     return PreparedLaunch(

@@ -16,14 +16,14 @@ class DataSource(models.Model):
     """Where samples come from. Connection options are stored; secrets are not: ``password_env`` names the
     environment variable that holds the password (or access key), read only when connecting."""
 
-    class Engine(models.TextChoices):
+    class Kind(models.TextChoices):
         DUCKDB = "duckdb", "DuckDB"
         MYSQL = "mysql", "MySQL / MariaDB"
         MAXCOMPUTE = "maxcompute", "MaxCompute (PAI; generation only here)"
         HIVE = "hive", "Hive (PAI; generation only here)"
 
     name = models.SlugField(max_length=64, unique=True)
-    engine = models.CharField(max_length=16, choices=Engine.choices)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
     description = models.TextField(blank=True)
     options = models.JSONField(
         default=dict,
@@ -56,10 +56,10 @@ class DataSource(models.Model):
                     "variable in password_env instead."
                 }
             )
-        required = {self.Engine.DUCKDB: ["path"], self.Engine.MYSQL: ["database"]}.get(self.engine, [])
+        required = {self.Kind.DUCKDB: ["path"], self.Kind.MYSQL: ["database"]}.get(self.kind, [])
         missing = [k for k in required if not self.options.get(k)]
         if missing:
-            raise ValidationError({"options": f"A {self.engine} source needs: {', '.join(missing)}."})
+            raise ValidationError({"options": f"A {self.kind} source needs: {', '.join(missing)}."})
         if self.password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.password_env):
             raise ValidationError({"password_env": "An environment variable name: letters, digits and underscores."})
 

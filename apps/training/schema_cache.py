@@ -11,14 +11,14 @@ import json
 
 from django.core.cache import cache
 
-from .datasources import Schema, engine_for
+from .datasources import Schema, backend_for
 from .models import DataSource
 
 SCHEMA_CACHE_SECONDS = 300  # the refresh action replaces it at once
 
 
 def schema_cache_key(datasource: DataSource) -> str:
-    settings = json.dumps([datasource.engine, datasource.options, datasource.password_env], sort_keys=True)
+    settings = json.dumps([datasource.kind, datasource.options, datasource.password_env], sort_keys=True)
     digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
     return f"datasource:{datasource.pk}:{digest}:schema"
 
@@ -29,6 +29,6 @@ def schema_cached(datasource: DataSource) -> Schema | None:
 
 def schema_introspect(datasource: DataSource) -> Schema:
     """Introspect the source now and cache the result. Raises a DataSourceError when it cannot."""
-    schema = engine_for(datasource).introspect()
+    schema = backend_for(datasource).introspect()
     cache.set(schema_cache_key(datasource), schema, SCHEMA_CACHE_SECONDS)
     return schema

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from .datasources import Schema, column_kind, engine_for
+from .datasources import Schema, backend_for, column_kind
 from .models import DataSource, TrainingRun, TrainingRunEvent
 from .schema_cache import schema_cached, schema_introspect
 from .sql import count_query, limited, render
@@ -52,7 +52,7 @@ class SamplePreview:
 
 def sample_preview(*, prepared) -> SamplePreview:
     """The first ``preview_rows`` rows of a prepared launch's sample and the sample's row count."""
-    engine = engine_for(prepared.datasource)
+    engine = backend_for(prepared.datasource)
     sample = prepared.sample_params
     timeout, token = sample["timeout_seconds"], prepared.access_token
     head = engine.fetch(
@@ -73,7 +73,7 @@ def sample_preview(*, prepared) -> SamplePreview:
 def sample_fetch(*, prepared):
     """The whole sample of a prepared launch as SampleData (streamed in chunks of chunk_rows)."""
     sample = prepared.sample_params
-    return engine_for(prepared.datasource).fetch(
+    return backend_for(prepared.datasource).fetch(
         render(prepared.query.expression, prepared.dialect, pretty=False),
         columns=prepared.query.columns,
         chunk_rows=sample["chunk_rows"],

@@ -179,9 +179,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
-    # Two models have an `engine` choice; name their enums instead of letting the generator number them.
+    # Named after their models, so the schema's enums do not depend on the generator's numbering.
     "ENUM_NAME_OVERRIDES": {
-        "DataSourceEngineEnum": "apps.training.models.DataSource.Engine",
+        "DataSourceKindEnum": "apps.training.models.DataSource.Kind",
         "RunEngineEnum": "apps.training.models.TrainingRun.Engine",
     },
     "SERVE_AUTHENTICATION": [

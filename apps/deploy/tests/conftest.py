@@ -17,7 +17,7 @@ _runs = itertools.count(1)
 
 @pytest.fixture
 def datasource(db):
-    return DataSource.objects.create(name="warehouse", engine=DataSource.Engine.DUCKDB, options={"path": ":memory:"})
+    return DataSource.objects.create(name="warehouse", kind=DataSource.Kind.DUCKDB, options={"path": ":memory:"})
 
 
 @pytest.fixture

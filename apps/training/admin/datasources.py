@@ -40,10 +40,10 @@ def schema_html(schema) -> str:
 
 @admin.register(DataSource)
 class DataSourceAdmin(admin.ModelAdmin):
-    list_display = ["name", "engine", "description"]
-    list_filter = ["engine"]
+    list_display = ["name", "kind", "description"]
+    list_filter = ["kind"]
     search_fields = ["name", "description"]
-    fields = ["name", "engine", "description", "options", "password_env", "owner", "schema"]
+    fields = ["name", "kind", "description", "options", "password_env", "owner", "schema"]
     readonly_fields = ["schema"]
     actions = ["refresh_schema"]
     change_form_template = "admin/training/datasource/change_form.html"

@@ -25,7 +25,7 @@ from apps.templates.payload import build_payload, mask_secrets
 from apps.templates.selectors import template_list
 from apps.templates.validation import RunParamsInvalid
 
-from ..datasources import DataSourceError, EngineNotAvailable
+from ..datasources import BackendNotAvailable, DataSourceError
 from ..launch import prepare_launch
 from ..models import DataSource, TrainingRun
 from ..selectors import datasource_list, datasource_schema, sample_preview, schema_tables
@@ -107,7 +107,7 @@ def launch_preview(request, template: AlgorithmTemplate, form: LaunchForm, datas
     if "_preview" in request.POST:
         try:
             context["preview"] = sample_preview(prepared=prepared)
-        except (EngineNotAvailable, DataSourceError) as exc:
+        except (BackendNotAvailable, DataSourceError) as exc:
             context["preview_error"] = str(exc)
     return context
 

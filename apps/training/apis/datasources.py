@@ -9,7 +9,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..datasources import DataSourceError, dialect_of, engine_for
+from ..datasources import DataSourceError, backend_for, dialect_of
 from ..models import DataSource
 from ..selectors import datasource_get, datasource_list, datasource_schema, schema_tables
 from ..services import datasource_schema_refresh
@@ -22,14 +22,14 @@ class DataSourceSerializer(serializers.ModelSerializer):
     class Meta:
         model = DataSource
         # Connection options and the password variable stay server-side.
-        fields = ["name", "engine", "description", "dialect", "executable"]
+        fields = ["name", "kind", "description", "dialect", "executable"]
 
     def get_dialect(self, datasource) -> str:
-        return dialect_of(datasource.engine)
+        return dialect_of(datasource.kind)
 
     def get_executable(self, datasource) -> bool:
-        """False for engines this machine can only generate SQL for (MaxCompute, Hive)."""
-        return engine_for(datasource).executable
+        """False for kinds this machine can only generate SQL for (MaxCompute, Hive)."""
+        return backend_for(datasource).executable
 
 
 class DataSourceListApi(generics.ListAPIView):

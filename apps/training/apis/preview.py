@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from apps.templates import selectors as template_selectors
 from apps.templates.models import AlgorithmTemplate
 
-from ..datasources import DataSourceError, EngineNotAvailable, QueryTimeout
+from ..datasources import BackendNotAvailable, DataSourceError, QueryTimeout
 from ..launch import ENGINES, prepare_launch
 from ..models import DataSource
 from ..selectors import datasource_get, sample_preview
@@ -79,7 +79,7 @@ class RunPreviewApi(APIView):
         }
         try:
             preview = sample_preview(prepared=prepared)
-        except EngineNotAvailable as exc:
+        except BackendNotAvailable as exc:
             body["notice"] = str(exc)  # SQL generation is the whole preview for MaxCompute and Hive
             return Response(body)
         except QueryTimeout as exc:

@@ -1,49 +1,49 @@
-"""Data source engines: introspection (the allow-list) and streaming execution of the sample SQL.
+"""Data source back ends: introspection (the allow-list) and streaming execution of the sample SQL.
 
-``engine_for(datasource)`` gives the engine of a :class:`~apps.training.models.DataSource`. Execution
+``backend_for(datasource)`` gives the back end of a :class:`~apps.training.models.DataSource`. Execution
 returns a :class:`SampleData` (column-typed numpy arrays); ``save_sample`` / ``load_sample`` give its file
 form for the PAI path.
 """
 
 from __future__ import annotations
 
-from .base import Engine, Schema
-from .duckdb_engine import DuckDBEngine
-from .errors import DataSourceError, DataSourceUnavailable, EngineNotAvailable, QueryFailed, QueryTimeout
-from .mysql_engine import MySQLEngine
-from .remote import HiveEngine, MaxComputeEngine
+from .base import Backend, Schema
+from .duckdb_backend import DuckDBBackend
+from .errors import BackendNotAvailable, DataSourceError, DataSourceUnavailable, QueryFailed, QueryTimeout
+from .mysql_backend import MySQLBackend
+from .remote import HiveBackend, MaxComputeBackend
 from .sample_data import SampleColumns, SampleData, load_sample, save_sample
 from .types import column_kind
 
-ENGINES: dict[str, type[Engine]] = {
-    "duckdb": DuckDBEngine,
-    "mysql": MySQLEngine,
-    "maxcompute": MaxComputeEngine,
-    "hive": HiveEngine,
+BACKENDS: dict[str, type[Backend]] = {
+    "duckdb": DuckDBBackend,
+    "mysql": MySQLBackend,
+    "maxcompute": MaxComputeBackend,
+    "hive": HiveBackend,
 }
 
 
-def engine_for(datasource) -> Engine:
-    """The engine of a DataSource row (or anything with name, engine, options and password_env)."""
+def backend_for(datasource) -> Backend:
+    """The back end of a DataSource row (or anything with name, kind, options and password_env)."""
     try:
-        cls = ENGINES[datasource.engine]
+        cls = BACKENDS[datasource.kind]
     except KeyError:
         raise DataSourceUnavailable(
-            f"Data source {datasource.name!r} has an unknown engine {datasource.engine!r}."
+            f"Data source {datasource.name!r} is of an unknown kind {datasource.kind!r}."
         ) from None
     return cls(name=datasource.name, options=datasource.options or {}, password_env=datasource.password_env or "")
 
 
-def dialect_of(engine: str) -> str:
-    """The sqlglot dialect the SQL of a data source engine is rendered in."""
-    return ENGINES[engine].dialect
+def dialect_of(kind: str) -> str:
+    """The sqlglot dialect the SQL of a data source of this kind is rendered in."""
+    return BACKENDS[kind].dialect
 
 
 __all__ = [
     "DataSourceError",
     "DataSourceUnavailable",
-    "Engine",
-    "EngineNotAvailable",
+    "Backend",
+    "BackendNotAvailable",
     "QueryFailed",
     "QueryTimeout",
     "SampleColumns",
@@ -51,7 +51,7 @@ __all__ = [
     "Schema",
     "column_kind",
     "dialect_of",
-    "engine_for",
+    "backend_for",
     "load_sample",
     "save_sample",
 ]

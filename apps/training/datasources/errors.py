@@ -11,8 +11,8 @@ class DataSourceUnavailable(DataSourceError):
     """The source cannot be reached or opened (server down, file missing, wrong credentials)."""
 
 
-class EngineNotAvailable(DataSourceError):
-    """This machine cannot execute on the source's engine (MaxCompute, Hive: no credentials here)."""
+class BackendNotAvailable(DataSourceError):
+    """This machine cannot execute on the source's back end (MaxCompute, Hive: no credentials here)."""
 
 
 class QueryTimeout(DataSourceError):

@@ -7,18 +7,18 @@ its SQL generated without a connection.
 
 from __future__ import annotations
 
-from .base import Engine, Schema, allowed_schema
-from .errors import EngineNotAvailable
+from .base import Backend, Schema, allowed_schema
+from .errors import BackendNotAvailable
 from .sample_data import SampleColumns, SampleData
 
 
-class RemoteEngine(Engine):
+class RemoteBackend(Backend):
     dialect = "hive"
     executable = False
     label = "Hive"
 
-    def _refuse(self) -> EngineNotAvailable:
-        return EngineNotAvailable(
+    def _refuse(self) -> BackendNotAvailable:
+        return BackendNotAvailable(
             f"Data source {self.name!r} is on {self.label}: this machine has no credentials to run queries there. "
             "The SQL is generated in its dialect and runs with the PAI job."
         )
@@ -26,7 +26,7 @@ class RemoteEngine(Engine):
     def introspect(self) -> Schema:
         declared = self.options.get("tables")
         if not isinstance(declared, dict) or not declared:
-            raise EngineNotAvailable(
+            raise BackendNotAvailable(
                 f"Data source {self.name!r} is on {self.label}: this machine has no credentials to read its schema. "
                 'Declare the tables in its options as {"tables": {table: {column: type}}}.'
             )
@@ -47,9 +47,9 @@ class RemoteEngine(Engine):
         raise self._refuse()
 
 
-class MaxComputeEngine(RemoteEngine):
+class MaxComputeBackend(RemoteBackend):
     label = "MaxCompute"  # MaxCompute SQL is rendered with the Hive dialect
 
 
-class HiveEngine(RemoteEngine):
+class HiveBackend(RemoteBackend):
     label = "Hive"

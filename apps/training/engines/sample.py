@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apps.training import trainer
-from apps.training.datasources import SampleColumns, SampleData, engine_for
+from apps.training.datasources import SampleColumns, SampleData, backend_for
 from apps.training.models import TrainingRun
 from apps.training.run_secrets import run_secrets_forget, run_secrets_get
 
@@ -29,7 +29,7 @@ def fetch_run_sample(run: TrainingRun) -> SampleData:
     params = _sample_params(run)
     node = run.payload["sample"]["node"]
     token = run_secrets_get(run.pk).get(node, {}).get("access_token")
-    sample = engine_for(run.datasource).fetch(
+    sample = backend_for(run.datasource).fetch(
         run.sql,
         columns=sample_columns(run),
         chunk_rows=params["chunk_rows"],

@@ -15,7 +15,7 @@ from ..schema_cache import schema_introspect
 def datasource_create(
     *,
     name: str,
-    engine: str,
+    kind: str,
     options: dict[str, Any] | None = None,
     password_env: str = "",
     description: str = "",
@@ -25,7 +25,7 @@ def datasource_create(
     ``password_env`` (an environment variable) and never stored."""
     datasource = DataSource(
         name=name,
-        engine=engine,
+        kind=kind,
         options=options or {},
         password_env=password_env,
         description=description,
@@ -37,17 +37,17 @@ def datasource_create(
 
 
 @transaction.atomic
-def datasource_sync(*, name: str, engine: str, options: dict[str, Any], description: str = "", password_env: str = ""):
+def datasource_sync(*, name: str, kind: str, options: dict[str, Any], description: str = "", password_env: str = ""):
     """Create or update the data source ``name`` with these settings (idempotent; used by mlab_demo)."""
     datasource = DataSource.objects.select_for_update().filter(name=name).first()
     if datasource is None:
         return datasource_create(
-            name=name, engine=engine, options=options, description=description, password_env=password_env
+            name=name, kind=kind, options=options, description=description, password_env=password_env
         )
-    datasource.engine, datasource.options = engine, options
+    datasource.kind, datasource.options = kind, options
     datasource.description, datasource.password_env = description, password_env
     datasource.full_clean()
-    datasource.save(update_fields=["engine", "options", "description", "password_env"])
+    datasource.save(update_fields=["kind", "options", "description", "password_env"])
     return datasource
 
 

@@ -23,7 +23,7 @@ from apps.templates.models import AlgorithmTemplate
 from apps.templates.validation import template_specs
 from mlabsite.locks import fenced_update
 
-from ..datasources import engine_for
+from ..datasources import backend_for
 from ..heartbeat import heartbeat_alive
 from ..launch import prepare_launch
 from ..models import DataSource, TrainingRun, TrainingRunEvent
@@ -60,10 +60,10 @@ def training_run_create(
     """Validate the parameters, generate the sample SQL and the payload, record the run and enqueue it once
     the transaction commits. Raises RunParamsInvalid or ValidationError (naming the field) on bad input, a
     data source this machine can only generate SQL for included."""
-    if not engine_for(datasource).executable:
+    if not backend_for(datasource).executable:
         raise ValidationError(
             {
-                "datasource": f"{datasource.name} ({datasource.engine}) cannot be read from this machine: there are "
+                "datasource": f"{datasource.name} ({datasource.kind}) cannot be read from this machine: there are "
                 "no credentials for it here. Runs need a DuckDB or MySQL source."
             }
         )

@@ -65,7 +65,7 @@ def mysql_warehouse(warehouse_path):
 
 @pytest.fixture
 def mysql_source(db, mysql_warehouse):
-    return datasource_create(name="demo-mysql", engine="mysql", options=mysql_warehouse)
+    return datasource_create(name="demo-mysql", kind="mysql", options=mysql_warehouse)
 
 
 @pytest.fixture
@@ -95,4 +95,4 @@ def hive_source(db):
             "discount": "double",
         },
     }
-    return datasource_create(name="odps", engine="maxcompute", options={"project": "seller", "tables": tables})
+    return datasource_create(name="odps", kind="maxcompute", options={"project": "seller", "tables": tables})

@@ -37,7 +37,7 @@ def protected_source(tmp_path):
         "CREATE VIEW orders AS SELECT * FROM orders_raw WHERE getvariable('mlab_access_token') = '" + TOKEN + "'"
     )
     con.close()
-    return datasource_create(name="protected", engine="duckdb", options={"path": str(path)})
+    return datasource_create(name="protected", kind="duckdb", options={"path": str(path)})
 
 
 @pytest.fixture

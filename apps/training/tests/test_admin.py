@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from apps.templates.forms import launch_form_class
-from apps.training.datasources import engine_for
+from apps.training.datasources import backend_for
 from apps.training.models import DataSource
 from apps.training.sql import SchemaAllowList
 
@@ -36,7 +36,7 @@ def test_datasource_page_shows_the_schema_and_never_the_password(staff, duck_sou
     page = staff.get(reverse("admin:training_datasource_change", args=[duck_source.pk]))
     assert page.status_code == 200
     html = page.content.decode()
-    for table, columns in engine_for(duck_source).introspect().items():
+    for table, columns in backend_for(duck_source).introspect().items():
         assert f"data-table='{table}'" in html
         for column in columns:
             assert f"<code>{column}</code>" in html
@@ -56,7 +56,7 @@ def test_refresh_button_and_action_reintrospect(staff, duck_source, hive_source)
 
 
 def test_an_unreachable_source_shows_why_on_its_page(staff, tmp_path):
-    source = DataSource.objects.create(name="gone", engine="duckdb", options={"path": str(tmp_path / "x.duckdb")})
+    source = DataSource.objects.create(name="gone", kind="duckdb", options={"path": str(tmp_path / "x.duckdb")})
     html = staff.get(reverse("admin:training_datasource_change", args=[source.pk])).content.decode()
     assert "does not exist" in html
 
@@ -65,7 +65,7 @@ def test_admin_refuses_secrets_in_options(client, django_user_model, db):
     client.force_login(django_user_model.objects.create_superuser("root", password="x"))
     response = client.post(
         reverse("admin:training_datasource_add"),
-        {"name": "leaky", "engine": "mysql", "options": '{"database": "w", "password": "hunter2"}', "password_env": ""},
+        {"name": "leaky", "kind": "mysql", "options": '{"database": "w", "password": "hunter2"}', "password_env": ""},
     )
     assert response.status_code == 200
     assert "Secrets do not belong in options" in response.content.decode()
@@ -79,7 +79,7 @@ def _options(html: str, name: str) -> list[str]:
 
 
 def test_launch_pickers_offer_exactly_the_introspected_tables_and_columns(staff, duck_source, builtin_templates):
-    schema = engine_for(duck_source).introspect()
+    schema = backend_for(duck_source).introspect()
     template = builtin_templates["binary-gbdt"]
     html = staff.get(launch_url(template)).content.decode()
     assert _options(html, "datasource") == ["demo"]
@@ -142,7 +142,7 @@ def test_preview_button_shows_sql_row_count_and_first_rows(staff, duck_source, b
     html = response.content.decode()
     assert 'id="mlab-sql"' in html and "LIKE '%tier%' ESCAPE" in unescape(html)
     preview = response.context["preview"]
-    with engine_for(duck_source).connect() as con:
+    with backend_for(duck_source).connect() as con:
         expected = con.execute("SELECT COUNT(*) FROM impressions WHERE ds = DATE '2026-10-08'").fetchone()[0]
     assert preview.row_count == expected
     assert f"<strong>{expected}</strong>" in html
@@ -151,7 +151,7 @@ def test_preview_button_shows_sql_row_count_and_first_rows(staff, duck_source, b
 
 
 def test_launch_page_says_when_the_source_is_unreachable(staff, builtin_templates, tmp_path):
-    DataSource.objects.create(name="gone", engine="duckdb", options={"path": str(tmp_path / "x.duckdb")})
+    DataSource.objects.create(name="gone", kind="duckdb", options={"path": str(tmp_path / "x.duckdb")})
     html = staff.get(launch_url(builtin_templates["binary-lr"], datasource="gone")).content.decode()
     assert 'id="mlab-source-error"' in html and "does not exist" in html
     assert 'name="_preview"' not in html

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from apps.training.datasources import engine_for
+from apps.training.datasources import backend_for
 from apps.training.models import DataSource, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ def guarded_source(db, mysql_warehouse, monkeypatch):
     """A MariaDB source whose password sits in the environment; the server refuses it."""
     monkeypatch.setenv("MLAB_TEST_DS_PASSWORD", SECRET)
     return DataSource.objects.create(
-        name="guarded", engine="mysql", options=dict(mysql_warehouse), password_env="MLAB_TEST_DS_PASSWORD"
+        name="guarded", kind="mysql", options=dict(mysql_warehouse), password_env="MLAB_TEST_DS_PASSWORD"
     )
 
 
@@ -42,7 +42,7 @@ def test_datasource_list_shows_no_connection_details(api, duck_source, hive_sour
     assert [r["name"] for r in results] == ["demo", "odps"]
     assert results[0] == {
         "name": "demo",
-        "engine": "duckdb",
+        "kind": "duckdb",
         "description": "",
         "dialect": "duckdb",
         "executable": True,
@@ -55,7 +55,7 @@ def test_tables_match_introspection_and_refresh_rereads(api, duck_source):
     response = api.get("/api/v1/datasources/demo/tables/")
     assert response.status_code == 200
     tables = {t["name"]: {c["name"]: c["type"] for c in t["columns"]} for t in response.json()["tables"]}
-    assert tables == engine_for(duck_source).introspect()
+    assert tables == backend_for(duck_source).introspect()
     users = next(t for t in response.json()["tables"] if t["name"] == "users")
     assert {"name": "is_vip", "type": "BOOLEAN", "kind": "boolean"} in users["columns"]
     assert api.get("/api/v1/datasources/demo/tables/?refresh=1").json() == response.json()
@@ -63,7 +63,7 @@ def test_tables_match_introspection_and_refresh_rereads(api, duck_source):
 
 
 def test_tables_of_an_unreachable_source_are_a_400_naming_the_datasource(api, tmp_path):
-    DataSource.objects.create(name="gone", engine="duckdb", options={"path": str(tmp_path / "x.duckdb")})
+    DataSource.objects.create(name="gone", kind="duckdb", options={"path": str(tmp_path / "x.duckdb")})
     response = api.get("/api/v1/datasources/gone/tables/")
     assert response.status_code == 400
     assert "does not exist" in response.json()["datasource"][0]
@@ -82,7 +82,7 @@ def test_preview_returns_sql_payload_columns_rows_and_count_and_creates_nothing(
     assert data["payload"]["sample"]["label"] == "clicked"
     assert [c["name"] for c in data["columns"]][-1] == "clicked"
     assert len(data["rows"]) == 5 and all(len(r) == len(data["columns"]) for r in data["rows"])
-    with engine_for(duck_source).connect() as con:
+    with backend_for(duck_source).connect() as con:
         expected = con.execute("SELECT COUNT(*) FROM impressions WHERE ds = DATE '2026-10-02'").fetchone()[0]
     assert data["row_count"] == expected
     assert SECRET not in response.content.decode()
@@ -120,7 +120,7 @@ def test_bad_preview_input_is_a_400_naming_the_field(api, duck_source, builtin_t
 
 
 def test_preview_on_an_unreachable_source_is_a_400_naming_the_datasource(api, builtin_templates, db, mysqlclient):
-    DataSource.objects.create(name="down", engine="mysql", options={"host": "127.0.0.1", "port": 1, "database": "x"})
+    DataSource.objects.create(name="down", kind="mysql", options={"host": "127.0.0.1", "port": 1, "database": "x"})
     response = api.post("/api/v1/runs/preview/", preview_body(datasource="down"), format="json")
     assert response.status_code == 400
     assert "cannot connect" in response.json()["datasource"][0]

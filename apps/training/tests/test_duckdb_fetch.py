@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from apps.training.datasources import QueryTimeout
-from apps.training.datasources.duckdb_engine import _PREFETCH_BATCHES, DuckDBEngine, _prefetched
+from apps.training.datasources.duckdb_backend import _PREFETCH_BATCHES, DuckDBBackend, _prefetched
 from apps.training.datasources.sample_data import SampleColumns
 
 
@@ -59,7 +59,7 @@ def test_a_caller_that_stops_early_stops_the_producer_and_bounds_what_was_read()
 def test_a_fetch_past_its_timeout_is_a_query_timeout(tmp_path):
     path = tmp_path / "slow.duckdb"
     duckdb.connect(str(path)).close()
-    engine = DuckDBEngine(name="slow", options={"path": str(path)})
+    engine = DuckDBBackend(name="slow", options={"path": str(path)})
     slow = (
         "SELECT CAST(a.range * b.range AS DOUBLE) AS x, CAST(a.range % 2 AS DOUBLE) AS y "
         "FROM range(100000) a, range(100000) b WHERE (a.range * b.range) % 7 = 3"

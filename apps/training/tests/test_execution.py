@@ -11,15 +11,15 @@ from django.core.exceptions import ValidationError
 
 from apps.templates.builtins import DEMO_SAMPLE
 from apps.training.datasources import (
+    BackendNotAvailable,
     DataSourceUnavailable,
-    EngineNotAvailable,
     QueryTimeout,
-    engine_for,
+    backend_for,
     load_sample,
     save_sample,
 )
-from apps.training.datasources.duckdb_engine import DuckDBEngine
-from apps.training.datasources.mysql_engine import MySQLEngine
+from apps.training.datasources.duckdb_backend import DuckDBBackend
+from apps.training.datasources.mysql_backend import MySQLBackend
 from apps.training.launch import prepare_launch
 from apps.training.models import DataSource
 from apps.training.selectors import sample_fetch, sample_preview
@@ -102,7 +102,7 @@ def test_preview_returns_first_rows_and_the_row_count(builtin_templates, duck_so
     )
     preview = sample_preview(prepared=launch)
     assert len(preview.rows) == 7 and len(preview.rows[0]) == len(preview.columns) == 12
-    engine = DuckDBEngine(name="x", options={"path": duck_source.options["path"]})
+    engine = DuckDBBackend(name="x", options={"path": duck_source.options["path"]})
     with engine.connect() as con:
         expected = con.execute("SELECT COUNT(*) FROM impressions WHERE ds = DATE '2026-10-03'").fetchone()[0]
     assert preview.row_count == expected
@@ -145,24 +145,24 @@ def _closed_port() -> int:
 
 
 def test_unreachable_sources_are_clear_errors_naming_the_datasource(builtin_templates, tmp_path, mysqlclient):
-    missing = DataSource.objects.create(name="gone", engine="duckdb", options={"path": str(tmp_path / "nope.duckdb")})
+    missing = DataSource.objects.create(name="gone", kind="duckdb", options={"path": str(tmp_path / "nope.duckdb")})
     down = DataSource.objects.create(
-        name="down", engine="mysql", options={"host": "127.0.0.1", "port": _closed_port(), "database": "x"}
+        name="down", kind="mysql", options={"host": "127.0.0.1", "port": _closed_port(), "database": "x"}
     )
     for source, words in ((missing, "does not exist"), (down, "cannot connect")):
         with pytest.raises(ValidationError) as raised:
             prepared(builtin_templates["binary-lr"], source)
         assert words in raised.value.message_dict["datasource"][0]
     with pytest.raises(DataSourceUnavailable):
-        engine_for(down).introspect()
+        backend_for(down).introspect()
 
 
 def test_password_comes_from_the_environment_and_a_missing_variable_says_which(monkeypatch, mysqlclient):
-    engine = MySQLEngine(name="m", options={"database": "x"}, password_env="MLAB_TEST_NO_SUCH_VAR")
+    engine = MySQLBackend(name="m", options={"database": "x"}, password_env="MLAB_TEST_NO_SUCH_VAR")
     with pytest.raises(DataSourceUnavailable, match="MLAB_TEST_NO_SUCH_VAR"):
         engine.introspect()
     monkeypatch.setenv("MLAB_TEST_NO_SUCH_VAR", "s3cret-value")
-    engine = MySQLEngine(
+    engine = MySQLBackend(
         name="m", options={"database": "x", "port": _closed_port()}, password_env="MLAB_TEST_NO_SUCH_VAR"
     )
     with pytest.raises(DataSourceUnavailable) as raised:
@@ -172,23 +172,23 @@ def test_password_comes_from_the_environment_and_a_missing_variable_says_which(m
 
 def test_a_mysql_source_without_mysqlclient_says_what_to_install(builtin_templates, monkeypatch):
     monkeypatch.setitem(sys.modules, "MySQLdb", None)  # what a checkout without mysqlclient sees: ImportError
-    down = DataSource.objects.create(name="down", engine="mysql", options={"host": "127.0.0.1", "database": "x"})
+    down = DataSource.objects.create(name="down", kind="mysql", options={"host": "127.0.0.1", "database": "x"})
     with pytest.raises(DataSourceUnavailable, match="requirements-mysql.txt"):
-        engine_for(down).introspect()
+        backend_for(down).introspect()
     with pytest.raises(ValidationError) as raised:
         prepared(builtin_templates["binary-lr"], down)
     assert "mysqlclient" in raised.value.message_dict["datasource"][0]
 
 
 def test_duckdb_statement_timeout_stops_the_query(warehouse_path):
-    engine = DuckDBEngine(name="demo", options={"path": str(warehouse_path)})
+    engine = DuckDBBackend(name="demo", options={"path": str(warehouse_path)})
     slow = "SELECT COUNT(*) FROM range(100000) a, range(100000) b WHERE (a.range * b.range) % 7 = 3"
     with pytest.raises(QueryTimeout, match="stopped after 1 s"):
         engine.count(slow, timeout=1)
 
 
 def test_mariadb_statement_timeout_stops_the_query(mysql_warehouse):
-    engine = MySQLEngine(name="demo-mysql", options=mysql_warehouse)
+    engine = MySQLBackend(name="demo-mysql", options=mysql_warehouse)
     with pytest.raises(QueryTimeout):
         engine.count("SELECT COUNT(*) FROM (SELECT SLEEP(5) AS s) AS t", timeout=1)
 
@@ -196,5 +196,5 @@ def test_mariadb_statement_timeout_stops_the_query(mysql_warehouse):
 def test_maxcompute_generates_hive_sql_but_does_not_execute(builtin_templates, hive_source):
     launch = prepared(builtin_templates["binary-lr"], hive_source)
     assert launch.dialect == "hive" and "`impressions`" in launch.sql
-    with pytest.raises(EngineNotAvailable, match="no credentials"):
+    with pytest.raises(BackendNotAvailable, match="no credentials"):
         sample_fetch(prepared=launch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from apps.templates.validation import RunParamsInvalid
-from apps.training.datasources import engine_for
+from apps.training.datasources import backend_for
 from apps.training.launch import prepare_launch
 from apps.training.selectors import sample_fetch
 
@@ -114,7 +114,7 @@ ALL_FIELDS = SCALAR_FIELDS + LIST_FIELDS + ["joins", "filters", "limit", "negati
 
 
 def table_counts(source) -> dict:
-    engine = engine_for(source)
+    engine = backend_for(source)
     return {t: engine.count(f"SELECT COUNT(*) FROM {t}", timeout=30) for t in TABLES}
 
 

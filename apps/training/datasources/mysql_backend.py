@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .base import ACCESS_TOKEN_VARIABLE, Engine, Schema, allowed_schema
+from .base import ACCESS_TOKEN_VARIABLE, Backend, Schema, allowed_schema
 from .errors import DataSourceUnavailable, QueryFailed, QueryTimeout
 from .sample_data import SampleBuilder, SampleColumns, SampleData
 
@@ -27,7 +27,7 @@ def _mysqldb():
     return MySQLdb
 
 
-class MySQLEngine(Engine):
+class MySQLBackend(Backend):
     dialect = "mysql"
 
     def _where(self) -> str:

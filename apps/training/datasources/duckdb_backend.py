@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import ACCESS_TOKEN_VARIABLE, Engine, Schema, allowed_schema
+from .base import ACCESS_TOKEN_VARIABLE, Backend, Schema, allowed_schema
 from .errors import DataSourceUnavailable, QueryFailed, QueryTimeout
 from .sample_data import SampleBuilder, SampleColumns, SampleData
 
@@ -21,7 +21,7 @@ from .sample_data import SampleBuilder, SampleColumns, SampleData
 _POOL = pa.system_memory_pool()
 
 
-class DuckDBEngine(Engine):
+class DuckDBBackend(Backend):
     dialect = "duckdb"
 
     @property
