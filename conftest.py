@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from django_redis import get_redis_connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.demo.warehouse import build_demo_warehouse
+from apps.templates.services import builtin_templates_sync
 from apps.training.services import datasource_create
 from mlabsite.roles import BUSINESS_DEVELOPERS, role_group
 
@@ -73,8 +77,6 @@ def duck_source(db, warehouse_path):
 
 @pytest.fixture
 def builtin_templates(db):
-    from apps.templates.services import builtin_templates_sync
-
     return {t.slug: t for t in builtin_templates_sync()}
 
 
@@ -95,12 +97,9 @@ CHROMIUM_ARGS = [
 def browser():
     """Debian's Chromium driven by Playwright (never a downloaded browser). Module-scoped: while Playwright's
     sync API is open, its event loop is the thread's running loop, which later asyncio tests must not see."""
-    import os
-    from pathlib import Path
-
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # only browser tests need it, and it is slow to import
 
     # While Playwright's sync API is open, an event loop is registered in this thread and Django refuses
     # ORM calls, even synchronous ones. Subprocesses that stand for a deployment drop this variable

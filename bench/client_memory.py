@@ -1,5 +1,5 @@
 """Resident memory a service pays for the client holding two model versions, against the model files' size
-+ 60 MiB (issue 6's target).
++ 60 MiB (the target).
 
     python -m bench.client_memory
 
@@ -12,7 +12,7 @@ Beside each client child, a floor child does the least any process serving these
 onnxruntime (and so numpy) and open the same two files in bare sessions.
 
 The target, as enforced: **RSS holding − RSS of the floor ≤ model files + 60 MiB**, i.e. what the client
-costs beyond running the same models in onnxruntime at all. The issue's literal reading (RSS holding − RSS
+costs beyond running the same models in onnxruntime at all. The target's literal reading (RSS holding − RSS
 bare ≤ files + 60 MiB) is printed too, but cannot be met by any client built on onnxruntime: numpy,
 onnxruntime and two bare sessions alone take about 58 MiB on this machine. Whole-process RSS is printed
 beside both.

@@ -16,7 +16,7 @@ plan), and skl2onnx's export of the fitted estimator. Timed from connecting to D
 its AUC on the held-out rows is computed after the clock stops (to show both fit the same model).
 
 Each side runs in a fresh child process, so that peak RSS (``ru_maxrss``, imports included) is its own.
-Targets (issue 4): time ratio ≤ 1.2, peak RSS ratio ≤ 1.5. The warehouse is built once under var/bench/
+Targets: time ratio ≤ 1.2, peak RSS ratio ≤ 1.5. The warehouse is built once under var/bench/
 by the project's builder and reused (the same file bench.sample_sql reads).
 """
 

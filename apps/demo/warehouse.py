@@ -269,7 +269,7 @@ def load_demo_into_mysql(
     Impressions keep the warehouse's row order (an auto-increment key), so both sources read rows in the
     same order. Returns the row count per table.
     """
-    import MySQLdb
+    import MySQLdb  # optional: mysqlclient is installed only where DATABASE_URL or a source asks for MySQL
 
     if not IDENTIFIER_RE.match(database):
         raise ValueError("database must be a name of letters, digits and underscores")

@@ -159,7 +159,7 @@ class SceneAdmin(admin.ModelAdmin):
             "config_json": json.dumps(entry.content, indent=2, sort_keys=True) if entry and entry.revision else "",
             "history": selectors.scene_history(scene=scene),
             "latest_revision": latest.revision if latest else 0,
-            # a saved revision not live yet: the page follows its publication (static/deploy/scene.js)
+            # a saved revision not live yet: the page follows its publication (apps/deploy/static/deploy/scene.js)
             "publishing": bool(latest) and latest.revision > (entry.revision if entry else 0),
             "can_deploy": can_change and request.user.has_perm("deploy.add_deployment"),
         }

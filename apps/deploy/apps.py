@@ -9,6 +9,7 @@ class DeployConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Models and the receiver can be imported only once the app registry is ready.
         from .models import Deployment
         from .receivers import deployment_saved
 

@@ -41,6 +41,8 @@ class ModelFormatError(ValueError):
 def onnx_metadata(data: bytes) -> tuple[dict[str, str], list[dict]]:
     """The metadata props and the signature of an ONNX model. Without ``mlab.signature`` the signature is
     read from the graph inputs (string tensors are categorical, the rest numeric)."""
+    # onnx (protobuf and its schemas) takes a while to import and only registration reads a model this way:
+    # web processes that never register a version do not pay for it.
     import onnx
     from onnx import TensorProto
 

@@ -9,4 +9,5 @@ class AlgoTemplatesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import nodes  # noqa: F401  (registers the built-in node types)
+        # Registers the built-in node types, once the app registry is ready.
+        from . import nodes  # noqa: F401

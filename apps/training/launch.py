@@ -1,6 +1,6 @@
 """The one place where a run's parameters become SQL and a payload: ``prepare_launch``.
 
-Run creation (issue 4's ``training_run_create``), the preview API and the admin Launch page all call it.
+Run creation (``training_run_create``), the preview API and the admin Launch page all call it.
 It validates the parameters against the template with the data source's allow-list, builds the sample
 query, renders it in the source's dialect and assembles the payload.
 

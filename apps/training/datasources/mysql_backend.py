@@ -17,6 +17,7 @@ _UNREACHABLE_CODES = {2002, 2003, 2005, 2006, 2013, 1045, 1044, 1049}
 
 
 def _mysqldb():
+    # optional: mysqlclient compiles against libmariadb-dev, and only MySQL sources need it
     try:
         import MySQLdb
         import MySQLdb.cursors

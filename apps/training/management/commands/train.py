@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 
+import django_rq
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from rq import Worker
 
 from apps.templates.models import AlgorithmTemplate
 from apps.templates.nodes import ParamError
 from apps.templates.validation import RunParamsInvalid, template_specs
 from apps.training.models import DataSource, TrainingRun
 from apps.training.services import training_run_create
+from apps.training.worker import MlabSimpleWorker
 
 FINISHED = set(TrainingRun.FINISHED)
 
@@ -44,10 +47,6 @@ def parse_assignments(template: AlgorithmTemplate, assignments: list[str]) -> di
 
 def run_jobs_here() -> None:
     """Execute the queued jobs in this process (used by --wait when no worker is running)."""
-    import django_rq
-
-    from apps.training.worker import MlabSimpleWorker
-
     queue = django_rq.get_queue("default")
     MlabSimpleWorker([queue], connection=queue.connection, serializer=queue.serializer).work(
         burst=True, with_scheduler=True
@@ -55,9 +54,6 @@ def run_jobs_here() -> None:
 
 
 def workers_alive() -> bool:
-    import django_rq
-    from rq import Worker
-
     queue = django_rq.get_queue("default")
     return bool(Worker.all(queue=queue))
 
