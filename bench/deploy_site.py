@@ -49,7 +49,6 @@ class BenchSite:
         from django.contrib.auth import get_user_model
         from rest_framework.authtoken.models import Token
 
-        from apps.artifacts.storage import artifact_store
         from apps.deploy.services import (
             client_token_create,
             deployment_create,
@@ -57,26 +56,14 @@ class BenchSite:
             scene_create,
             scene_publish,
         )
-        from apps.templates.services import builtin_templates_sync
-        from apps.training.models import DataSource, TrainingRun
+        from tests.factories import TrainingRunFactory
 
         suffix = uuid.uuid4().hex[:8]
         user = get_user_model().objects.create_user(f"bench-{suffix}", is_staff=True)
         token = Token.objects.create(user=user).key
-        template = {t.slug: t for t in builtin_templates_sync()}["binary-lr"]
-        source, _ = DataSource.objects.get_or_create(name="bench", defaults={"engine": DataSource.Kind.DUCKDB})
         scene = scene_create(name=f"bench-{suffix}", user=user)
         for data in artifacts:
-            run = TrainingRun.objects.create(
-                template=template,
-                owner=user,
-                datasource=source,
-                params={},
-                payload={},
-                status=TrainingRun.Status.SUCCEEDED,
-                metrics={"auc": 0.8},
-                artifact=artifact_store(data, format=fmt),
-            )
+            run = TrainingRunFactory(owner=user, artifact_bytes=data, artifact_format=fmt)
             model_version_register(run=run, scene=scene, user=user)
         deployment_create(scene=scene, splits=[{"version": 1, "weight": 100}], user=user)
         scene_publish(scene_id=scene.pk)

@@ -24,10 +24,10 @@ from apps.deploy.services import (
     scene_publish,
 )
 from apps.deploy.tests.onnx_models import binary_model
-from apps.training.models import DataSource, TrainingRun
 from mlab_client import Model, ModelClient
 from mlab_client.contract import artifact_chunk_key
 from mlab_client.routing import Router
+from tests.factories import TrainingRunFactory
 from tests.live import RedisServer, Uvicorn, free_port, python
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -48,23 +48,11 @@ class LiveScene:
     """A scene with versions 1–3 (three real models), a client token, and a way to publish a split."""
 
     def __init__(self, user, builtin_templates) -> None:
-        from apps.artifacts.storage import artifact_store
-
         # A new name per test: the server keeps a short memo of configs by scene name.
         self.scene = scene_create(name=f"client-{uuid.uuid4().hex[:8]}", user=user)
         self.user = user
-        source = DataSource.objects.get_or_create(name="warehouse", kind=DataSource.Kind.DUCKDB)[0]
         for version, seed in SEEDS.items():
-            run = TrainingRun.objects.create(
-                template=builtin_templates["binary-lr"],
-                owner=user,
-                datasource=source,
-                params={},
-                payload={},
-                status=TrainingRun.Status.SUCCEEDED,
-                metrics={"auc": 0.8},
-                artifact=artifact_store(binary_model(seed).onnx_bytes),
-            )
+            run = TrainingRunFactory(owner=user, seed=seed)
             assert model_version_register(run=run, scene=self.scene, user=user).version == version
         _, self.token = client_token_create(name="app", scenes=[self.scene], user=user)
 

@@ -15,13 +15,13 @@ import pytest
 import redis as redis_lib
 from django_redis import get_redis_connection
 
-from apps.artifacts.storage import artifact_store
 from apps.deploy.models import ConfigEntry, ConfigRevision, Deployment, ModelVersion
 from apps.deploy.services import deployment_create, model_version_register, scene_create, scene_publish
 from apps.deploy.services.publication import FENCED, PUBLISHED, lock_name
-from apps.training.models import DataSource, TrainingRun
+from apps.training.models import TrainingRun
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
 from mlabsite.locks import LOCK_PREFIX
+from tests.factories import TrainingRunFactory
 from tests.live import RedisServer, free_port, python, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -32,21 +32,10 @@ PUBLICATIONS = 50
 
 @pytest.fixture
 def make_runs(user, builtin_templates):
-    source = DataSource.objects.create(name="warehouse", kind=DataSource.Kind.DUCKDB)
-
     def make(count: int) -> list[TrainingRun]:
+        # Content does not matter here: small plain artifacts, chunked in several pieces.
         return [
-            TrainingRun.objects.create(
-                template=builtin_templates["binary-lr"],
-                owner=user,
-                datasource=source,
-                params={},
-                payload={},
-                status=TrainingRun.Status.SUCCEEDED,
-                metrics={"auc": 0.7},
-                # Content does not matter here: small plain artifacts, chunked in several pieces.
-                artifact=artifact_store(os.urandom(3000), format="bin", chunk_size=1024),
-            )
+            TrainingRunFactory(owner=user, artifact_bytes=os.urandom(3000), artifact_format="bin", chunk_size=1024)
             for _ in range(count)
         ]
 

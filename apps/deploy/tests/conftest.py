@@ -6,11 +6,9 @@ import itertools
 
 import pytest
 
-from apps.artifacts.storage import artifact_store
 from apps.deploy.services import client_token_create, scene_create
 from apps.training.models import DataSource, TrainingRun
-
-from .onnx_models import binary_model
+from tests.factories import TrainingRunFactory
 
 _runs = itertools.count(1)
 
@@ -23,7 +21,7 @@ def datasource(db):
 @pytest.fixture
 def make_run(builtin_templates, datasource, user):
     """make_run(data=None, owner=alice, status=succeeded, metrics=…) → a TrainingRun whose artifact holds
-    ``data`` (default: a real ONNX model, a different one per seed)."""
+    ``data`` (default: a real ONNX model, a different one per seed); runs that did not succeed have none."""
 
     def make(
         *,
@@ -34,18 +32,17 @@ def make_run(builtin_templates, datasource, user):
         metrics=None,
         format: str = "onnx",
     ):
-        artifact = None
-        if status == TrainingRun.Status.SUCCEEDED:
-            artifact = artifact_store(data if data is not None else binary_model(seed).onnx_bytes, format=format)
-        return TrainingRun.objects.create(
-            template=builtin_templates["binary-lr"],
+        extra = {} if data is None else {"artifact_bytes": data}
+        if status != TrainingRun.Status.SUCCEEDED:
+            extra["artifact"] = None
+        return TrainingRunFactory(
             owner=owner or user,
             datasource=datasource,
-            params={},
-            payload={},
+            seed=seed,
+            artifact_format=format,
             status=status,
             metrics={"auc": 0.8 + next(_runs) % 10 / 100} if metrics is None else metrics,
-            artifact=artifact,
+            **extra,
         )
 
     return make
