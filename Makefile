@@ -23,9 +23,10 @@ test: bootstrap-dev
 bench: bootstrap-dev  # every benchmark, or some: make bench BENCH="train_local dispatch"; exits 1 on a missed target
 	$(PY) -m bench $(BENCH)
 
-lint: bootstrap-dev
+lint: bootstrap-dev  # style, formatting, and the direction of imports (.importlinter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: bootstrap-dev
 	$(VENV)/bin/ruff check --fix .
