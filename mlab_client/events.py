@@ -119,7 +119,7 @@ def new_batch_id() -> str:
 
 def encode_event(event: tuple) -> str | None:
     """One buffered event as the contract's JSON object, or None when it can never pass the contract."""
-    if event[0] is _EXPOSURE:
+    if event[0] == _EXPOSURE:
         _, unit, revision, version, score, ts = event
         tail = f',"score":{score!r}' if score.__class__ is float and math.isfinite(score) else ""
         kind, extra = _EXPOSURE, tail
@@ -139,7 +139,7 @@ def _json_int(value: int | None) -> str:
 
 
 def _json_string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+    return json.dumps(text)  # ASCII with escapes: a lone surrogate in a unit id still makes valid UTF-8
 
 
 class EventRecorder:
@@ -353,7 +353,11 @@ class EventRecorder:
             if not self._closing:
                 self._wake.wait(self._interval if failures == 0 else self._backoff(failures))
                 self._wake.clear()
-            failures = self._drain(failures)
+            try:
+                failures = self._drain(failures)
+            except Exception:  # a bug must not end the thread: the batch is retried, with backoff
+                logger.exception("mlab_client %s: sending events failed unexpectedly", self._name)
+                failures += 1
             if self._closing:
                 with self._progress:
                     self._progress.notify_all()
@@ -435,6 +439,8 @@ class EventRecorder:
             invalid = len(batch.events) - len(kept)
             if invalid:
                 self._dropped[INVALID] = self._dropped.get(INVALID, 0) + invalid
+                if batch.abandoned:  # close() counted them as closed
+                    self._dropped[CLOSED] -= invalid
             batch.events, batch.encoded = kept, encoded  # not sent yet: the id may stay
             if not kept:
                 self._remove(batch)

@@ -354,3 +354,23 @@ def test_event_options_are_checked():
             ModelClient("http://127.0.0.1:1", "scene", "t", **{option: 0})
     with pytest.raises(ValueError, match="event_interval"):
         ModelClient("http://127.0.0.1:1", "scene", "t", event_interval=0)
+
+
+def test_units_the_contract_refuses_are_dropped_before_sending(server, recording):
+    server.publish({1: 100})
+    with recording(event_interval=60) as client:
+        client.predict(ROW, unit_id="x" * 300)  # too long for the contract: never sent, counted
+        client.predict(ROW, unit_id="caf\u00e9-\u7528\u6237")
+        assert client.flush(5)
+        counters = client.counters.events
+    assert [e["unit_id"] for e in server.kept_events()] == ["caf\u00e9-\u7528\u6237"]
+    assert counters.dropped == {"rejected": 1} and counters.sent == 1 and balanced(counters)
+
+
+def test_events_are_encoded_as_ascii_json_whatever_the_unit():
+    import json
+
+    text = events.encode_event(("outcome", "odd-\ud800", None, None, "click", 1.0, 1_700_000_000.0))
+    assert text.isascii() and json.loads(text)["unit_id"] == "odd-\ud800"
+    exposure = json.loads(events.encode_event(("exposure", "u", 3, 2, float("nan"), 1_700_000_000.1234)))
+    assert exposure == {"type": "exposure", "unit_id": "u", "revision": 3, "version": 2, "ts": 1_700_000_000.123}
