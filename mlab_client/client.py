@@ -403,6 +403,7 @@ class ModelClient:
 
     @property
     def counters(self) -> Counters:
+        events = self._recorder.counters if self._recorder is not None else EventCounters()  # its own lock
         with self._lock:
             t = self._tallies
             return Counters(
@@ -415,7 +416,7 @@ class ModelClient:
                 artifact_rejections=t.artifact_rejections,
                 redis_fallbacks=t.redis_fallbacks,
                 snapshot_failures=t.snapshot_failures,
-                events=self._recorder.counters if self._recorder is not None else EventCounters(),
+                events=events,
             )
 
     def on_change(self, callback: Callable[[Change], Any]) -> Callable[[Change], Any]:
