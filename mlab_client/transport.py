@@ -193,6 +193,8 @@ class HttpEvents:
             return Delivery(TOO_LARGE, error="events: HTTP 413 (batch too large)")
         if status == 400:
             return Delivery(REJECTED, named_events(answer, count), error=f"events: HTTP 400 {_brief(answer)}")
+        if status == 404:  # kept and retried: the server may be upgraded to one that takes events
+            return Delivery(RETRY, error="events: HTTP 404 (this server takes no events, or the scene is unknown)")
         return Delivery(RETRY, error=_describe_status("events", status))
 
     def interrupt(self) -> None:

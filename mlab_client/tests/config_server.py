@@ -54,6 +54,7 @@ class ConfigServer:
         self.event_posts: list[EventPost] = []
         self.kept: dict[str, list] = {}  # batch id → its events, each batch once: what the server counts
         self.events_down = False  # answer 503 to every events POST
+        self.events_missing = False  # answer 404, as a server without the events endpoint does
         self.events_fail_next = 0  # answer 503 to the next N events POSTs
         self.events_limit: int | None = None  # answer 413 to a batch of more events than this
         self.events_reject: Callable[[dict], bool] | None = None  # 400 naming the events this says are bad
@@ -235,7 +236,7 @@ def _handler_for(server: ConfigServer) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Authorization") != f"Token {server.token}":
                 return self._send(401, b'{"detail": "Authentication credentials were not provided."}')
             segments = [s for s in urlsplit(self.path).path.split("/") if s]
-            if segments != ["api", "v1", "scenes", server.scene, "events"]:
+            if segments != ["api", "v1", "scenes", server.scene, "events"] or server.events_missing:
                 return self._send(404, b'{"detail": "Not found."}')
             try:
                 document = json.loads(body)

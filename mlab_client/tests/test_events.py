@@ -287,6 +287,18 @@ def test_flush_gives_up_after_its_timeout_and_keeps_the_events(server, recording
         assert client.flush(5)
 
 
+def test_a_server_without_the_events_endpoint_keeps_the_events_waiting(server, recording):
+    server.publish({1: 100})
+    server.events_missing = True  # an Mlab from before events: 404
+    with recording() as client:
+        client.record_outcome("u")
+        assert not client.flush(0.3)
+        counters = client.counters.events
+        assert counters.buffered == 1 and counters.retries >= 1 and "takes no events" in counters.last_error
+        server.events_missing = False  # upgraded
+        assert client.flush(5) and [e["unit_id"] for e in server.kept_events()] == ["u"]
+
+
 def test_close_sends_what_is_left_within_its_second(server, recording):
     server.publish({1: 100})
     client = recording(event_interval=60).start()
