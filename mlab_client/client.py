@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import random
+import re
 import threading
 import time
 from collections import defaultdict
@@ -11,12 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import contract
 from .config import SceneConfig, VersionInfo
 from .contract import BUCKETS, MAX_WAIT_SECONDS
 from .errors import ArtifactError, FeatureError, MlabClientError, NotReadyError, RefreshError
+from .events import EventCounters, EventRecorder, EventSink
 from .model import Model, release_freed_memory
 from .routing import Router
-from .transport import HttpTransport, RedisArtifacts
+from .transport import HttpEvents, HttpTransport, RedisArtifacts, RedisEventStream
 
 if TYPE_CHECKING:
     from .snapshot import SnapshotStore
@@ -30,6 +35,8 @@ CLOSED = "closed"
 
 _QUICK_POLL_SECONDS = 1.0  # a 304 faster than this means the server did not hold the request: pace the loop
 _JOIN_SECONDS = 0.8
+_CLOSE_FLUSH_SECONDS = 0.85  # close() sends what is left until then, then interrupts the send (50 ms more at most)
+_METRIC = re.compile(contract.METRIC_PATTERN)
 
 
 class Prediction(NamedTuple):
@@ -61,7 +68,8 @@ class Counters:
     models stayed in service); ``last_refresh``: ``time.time()`` of the last successful answer from the
     server (None if never); ``last_error``: the last failure, in words; ``swaps``: routing tables swapped in;
     ``fetches``: artifacts read per source (``snapshot``, ``redis``, ``http``); ``artifact_rejections``:
-    artifacts refused for a size or sha256 mismatch; ``redis_fallbacks``: artifacts Redis could not give.
+    artifacts refused for a size or sha256 mismatch; ``redis_fallbacks``: artifacts Redis could not give;
+    ``events``: exposures and outcomes recorded, sent, buffered and dropped (see ``EventCounters``).
     """
 
     predictions: dict[int, int]
@@ -73,6 +81,7 @@ class Counters:
     artifact_rejections: int
     redis_fallbacks: int
     snapshot_failures: int
+    events: EventCounters = field(default_factory=EventCounters)
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,14 @@ class ModelClient:
     ``predict`` routes ``unit_id`` to a version exactly as the server does (same unit, same version, in every
     process); without a unit id each call draws a random bucket. ``close()`` stops following within a second;
     the loaded models stay usable. The token is sent only in the Authorization header, never logged.
+
+    With ``record_events`` (the default) each ``predict`` with a unit id records an exposure, and
+    ``record_outcome`` an outcome: they go into a buffer of at most ``event_buffer`` events (the oldest
+    dropped and counted when it is full) that a daemon thread sends every ``event_interval`` seconds in
+    batches of at most ``event_batch`` events, to the scene's events endpoint, or into the scene's Redis
+    stream when ``redis_url`` is given. Only the first exposure of a unit per revision and UTC day is sent
+    (later ones are counted); ``dedup_units`` bounds how many units are remembered for that, in each of two
+    generations. A failed send is retried with the same backoff as the config, under the same batch id.
     """
 
     def __init__(
@@ -127,6 +144,11 @@ class ModelClient:
         retry_base: float = 0.5,
         retry_cap: float = 30.0,
         threads: int = 1,
+        record_events: bool = True,
+        event_buffer: int = 100_000,
+        event_batch: int = 500,
+        event_interval: float = 1.0,
+        dedup_units: int = 100_000,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http:// or https:// URL")
@@ -140,6 +162,15 @@ class ModelClient:
             raise ValueError("timeout must be a positive number of seconds")
         if type(threads) is not int or threads < 1:
             raise ValueError("threads must be a positive integer")
+        for name, number in (
+            ("event_buffer", event_buffer),
+            ("event_batch", event_batch),
+            ("dedup_units", dedup_units),
+        ):
+            if type(number) is not int or number < 1:
+                raise ValueError(f"{name} must be a positive integer")
+        if not event_interval > 0:
+            raise ValueError("event_interval must be a positive number of seconds")
         self.scene = scene
         self._wait = wait
         self._retry = (retry_base, retry_cap)
@@ -163,6 +194,24 @@ class ModelClient:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._recorder: EventRecorder | None = None
+        if record_events:
+            sink: EventSink
+            if redis_url:
+                sink = RedisEventStream(redis_url, scene, timeout=timeout)
+            else:  # a session of its own: close() interrupts the config's before the last flush is done
+                sink = HttpEvents(HttpTransport(base_url, token, timeout=timeout), scene)
+            self._recorder = EventRecorder(
+                sink,
+                name=scene,
+                capacity=event_buffer,
+                batch_size=event_batch,
+                interval=event_interval,
+                dedup_units=dedup_units,
+                timeout=timeout,
+                retry_base=retry_base,
+                retry_cap=retry_cap,
+            )
 
     def __repr__(self) -> str:
         return f"<ModelClient {self.scene!r} at {self._http.base_url} status={self.status} revision={self.revision}>"
@@ -183,21 +232,40 @@ class ModelClient:
         release_freed_memory()
         self._thread = threading.Thread(target=self._listen, name=f"mlab-client:{self.scene}", daemon=True)
         self._thread.start()
+        if self._recorder is not None:
+            self._recorder.start()
         return self
 
     def close(self) -> None:
-        """Stop following the scene; returns within a second. Loaded models stay usable by ``predict``."""
+        """Stop following the scene and send the events still buffered; returns within a second (events
+        still unsent then are counted as dropped, ``closed``). Loaded models stay usable by ``predict``, but
+        record nothing more."""
         if self._closed:
             return
+        began = time.monotonic()
         self._closed = True
         self._stop.set()
         self._http.interrupt()
+        if self._recorder is not None:  # the last flush runs while the listener winds down
+            self._recorder.begin_close(began + _CLOSE_FLUSH_SECONDS)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=_JOIN_SECONDS)
+        if self._recorder is not None:
+            self._recorder.finish_close(began + _CLOSE_FLUSH_SECONDS)
         if self._redis is not None:
             self._redis.close()
         with self._changed:
             self._changed.notify_all()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Send the events recorded so far; True once every one of them was sent (or dropped, as
+        ``counters.events`` says), False if ``timeout`` seconds passed first (they stay buffered and are
+        retried). True at once when recording is off."""
+        if self._recorder is None:
+            return True
+        if self._closed:
+            return self._recorder.counters.buffered == 0
+        return self._recorder.flush(timeout)
 
     def __enter__(self) -> ModelClient:
         return self.start()
@@ -222,6 +290,8 @@ class ModelClient:
         score, label = state.models[version].predict(features)
         with self._lock:
             self._tallies.served[version] += 1
+        if unit_id is not None and self._recorder is not None:
+            self._recorder.exposure(unit_id, state.config.revision, version, score)
         return Prediction(version, score, label, state.config.revision)
 
     def predict_many(
@@ -258,7 +328,38 @@ class ModelClient:
         with self._lock:
             for version, indices in groups.items():
                 self._tallies.served[version] += len(indices)
+        if unit_ids is not None and self._recorder is not None:
+            served = zip(unit_ids, results, strict=True)
+            self._recorder.exposures(revision, ((unit, p.version, p.score) for unit, p in served if p is not None))
         return results  # type: ignore[return-value]  # every index was filled by its version's group
+
+    def record_outcome(self, unit_id: object, value: float = 1.0, metric: str = contract.DEFAULT_METRIC) -> None:
+        """Record an outcome of ``unit_id`` (a click, a conversion: ``value`` 1; an amount: its value) for the
+        scene's A/B results. Every call is sent, with the revision and the version the unit is routed to now;
+        the server attributes it to the unit's exposure. ``metric`` names what was measured (letters, digits,
+        ``_.-``, at most 64). Raises ``ValueError`` for a missing unit id, a bad metric name or a value that is
+        not a finite number; does nothing when recording is off or the client is closed."""
+        if unit_id is None:
+            raise ValueError("record_outcome needs the unit id the prediction was made for")
+        unit = unit_id if unit_id.__class__ is str else f"{unit_id}"
+        if not 1 <= len(unit) <= contract.MAX_UNIT_ID_LENGTH:
+            raise ValueError(f"a unit id is 1 to {contract.MAX_UNIT_ID_LENGTH} characters")
+        if not isinstance(metric, str) or not _METRIC.fullmatch(metric):
+            raise ValueError(f"metric must match {contract.METRIC_PATTERN}, got {metric!r}")
+        if not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"value must be a finite number, got {value!r}")
+        recorder = self._recorder
+        if recorder is None:
+            return
+        state = self._state
+        revision = version = None
+        if state is not None:
+            revision = state.config.revision
+            try:
+                version = state.router.version_for(unit)
+            except LookupError:
+                version = None
+        recorder.outcome(unit, revision, version, metric, float(value))
 
     def version_for(self, unit_id: object) -> int:
         """The version ``unit_id`` is routed to under the current revision (overrides first)."""
@@ -302,6 +403,7 @@ class ModelClient:
 
     @property
     def counters(self) -> Counters:
+        events = self._recorder.counters if self._recorder is not None else EventCounters()  # its own lock
         with self._lock:
             t = self._tallies
             return Counters(
@@ -314,6 +416,7 @@ class ModelClient:
                 artifact_rejections=t.artifact_rejections,
                 redis_fallbacks=t.redis_fallbacks,
                 snapshot_failures=t.snapshot_failures,
+                events=events,
             )
 
     def on_change(self, callback: Callable[[Change], Any]) -> Callable[[Change], Any]:

@@ -1,7 +1,9 @@
-"""How the client talks to Mlab: the config long-poll and artifact downloads over HTTP, artifacts from Redis.
+"""How the client talks to Mlab: the config long-poll and artifact downloads over HTTP, artifacts from Redis,
+event batches over HTTP or into a Redis stream.
 
 Every socket the HTTP session opens is registered, so ``HttpTransport.interrupt`` can shut down a long-poll
 that the server is holding: ``ModelClient.close`` must return within a second, not after ``wait`` seconds.
+Events go through a session of their own, so that closing the config's does not cut a last flush short.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from . import contract
 from .config import VersionInfo
 from .errors import ArtifactError, MlabClientError, RefreshError
+from .events import ACCEPTED, REJECTED, RETRY, TOO_LARGE, Delivery, named_events
 
 _DOWNLOAD_BLOCK = 1 << 20
 _REDIS_BATCH = 8  # chunks per MGET: bounded replies even for a 100 MiB artifact
@@ -145,10 +148,62 @@ class HttpTransport:
                     raise ArtifactError(f"artifact {info.sha256[:12]} from {source}: more than {info.size} bytes")
         return verify_artifact(bytes(buffer), info.sha256, info.size, source)
 
+    def post_events(self, scene: str, body: bytes, *, timeout: float) -> tuple[int, Any]:
+        """POST one batch to the scene's events endpoint: ``(status, JSON answer or None)``.
+
+        Network failures raise (``requests.RequestException``, ``OSError``); statuses are the caller's."""
+        response = self._session.post(
+            urljoin(self.base_url, contract.events_path(scene)),
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=(min(self.timeout, timeout), timeout),
+        )
+        with response:
+            try:
+                answer = response.json() if response.content else None
+            except ValueError:
+                answer = None
+            return response.status_code, answer
+
     def interrupt(self) -> None:
         """Abort every request in flight and refuse new ones (called by ``ModelClient.close``)."""
         self._registry.interrupt()
         self._session.close()
+
+
+class HttpEvents:
+    """Event batches to ``POST /api/v1/scenes/{scene}/events/``, each answer read as the contract says."""
+
+    def __init__(self, transport: HttpTransport, scene: str) -> None:
+        self._http = transport
+        self._scene = scene
+
+    def __repr__(self) -> str:
+        return f"<HttpEvents {self._http.base_url}>"
+
+    def send(self, batch_id: str, events_json: str, count: int, timeout: float) -> Delivery:
+        body = f'{{"batch":"{batch_id}","events":{events_json}}}'.encode()
+        try:
+            status, answer = self._http.post_events(self._scene, body, timeout=timeout)
+        except (requests.RequestException, OSError) as exc:
+            return Delivery(RETRY, error=f"events: {type(exc).__name__}: {exc}")
+        if 200 <= status < 300:
+            return Delivery(ACCEPTED)
+        if status == 413:
+            return Delivery(TOO_LARGE, error="events: HTTP 413 (batch too large)")
+        if status == 400:
+            return Delivery(REJECTED, named_events(answer, count), error=f"events: HTTP 400 {_brief(answer)}")
+        if status == 404:  # kept and retried: the server may be upgraded to one that takes events
+            return Delivery(RETRY, error="events: HTTP 404 (this server takes no events, or the scene is unknown)")
+        return Delivery(RETRY, error=_describe_status("events", status))
+
+    def interrupt(self) -> None:
+        self._http.interrupt()
+
+
+def _brief(answer: Any) -> str:
+    text = json.dumps(answer, ensure_ascii=False) if answer is not None else "(no body)"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _describe_status(what: str, status: int) -> str:
@@ -204,3 +259,33 @@ class RedisArtifacts:
 
     def close(self) -> None:
         self._redis.close()
+
+
+class RedisEventStream:
+    """Event batches ``XADD``ed into the scene's stream (``contract.events_stream_key``), one entry a batch,
+    trimmed to about ``maxlen`` entries. Redis errors are answered with a retry of the same batch."""
+
+    def __init__(self, url: str, scene: str, *, timeout: float, maxlen: int = contract.EVENTS_STREAM_MAXLEN) -> None:
+        try:
+            import redis
+        except ImportError:
+            raise MlabClientError("redis_url needs the redis package: pip install 'mlab-client[redis]'") from None
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.key = contract.events_stream_key(scene)
+        self._maxlen = maxlen
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"<RedisEventStream {self.key}>"
+
+    def send(self, batch_id: str, events_json: str, count: int, timeout: float) -> Delivery:
+        # ``timeout`` cannot shorten a Redis command; the socket timeout given at construction bounds it
+        fields = {"batch": batch_id, "format": contract.EVENTS_FORMAT_VERSION, "events": events_json}
+        try:
+            self._redis.xadd(self.key, fields, maxlen=self._maxlen, approximate=True)
+        except self.errors as exc:
+            return Delivery(RETRY, error=f"events: Redis: {type(exc).__name__}: {exc}")
+        return Delivery(ACCEPTED)
+
+    def interrupt(self) -> None:
+        self._redis.connection_pool.disconnect()

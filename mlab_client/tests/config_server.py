@@ -1,8 +1,11 @@
 """A loopback HTTP server that speaks the client-facing contract, with the switches the SDK's tests need.
 
 It serves ``GET /api/v1/config/{scene}/`` (token auth, ETag, 304 on If-None-Match, ``?wait=N`` held until
-a new revision) and ``GET /api/v1/scenes/{scene}/versions/{v}/artifact/``. Tests publish revisions, make it
-fail (503), serve tampered bytes, or take it down and bring it back on the same port.
+a new revision), ``GET /api/v1/scenes/{scene}/versions/{v}/artifact/`` and ``POST
+/api/v1/scenes/{scene}/events/`` (the contract's batches, checked with ``contract.batch_errors``, kept once per
+batch id as the real server must). Tests publish revisions, make it fail (503), serve tampered bytes, refuse
+batches (413 over a limit, 400 naming events, 503), lose the answer to a kept batch, or take it down and
+bring it back on the same port.
 """
 
 from __future__ import annotations
@@ -11,12 +14,24 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from mlab_client.contract import BUCKETS
+from mlab_client.contract import BUCKETS, batch_errors
 from mlab_client.routing import allocate
+
+
+@dataclass(frozen=True)
+class EventPost:
+    """One POST to the events endpoint, whatever became of it."""
+
+    batch: str
+    events: list
+    status: int  # what was answered (0: the connection was dropped with the batch kept)
 
 
 class ConfigServer:
@@ -35,6 +50,17 @@ class ConfigServer:
         self.tampered: set[int] = set()  # versions whose served bytes have one byte flipped
         self.artifact_requests: Counter[int] = Counter()
         self.config_requests = 0
+        # the events endpoint
+        self.event_posts: list[EventPost] = []
+        self.kept: dict[str, list] = {}  # batch id → its events, each batch once: what the server counts
+        self.events_down = False  # answer 503 to every events POST
+        self.events_missing = False  # answer 404, as a server without the events endpoint does
+        self.events_fail_next = 0  # answer 503 to the next N events POSTs
+        self.events_limit: int | None = None  # answer 413 to a batch of more events than this
+        self.events_reject: Callable[[dict], bool] | None = None  # 400 naming the events this says are bad
+        self.events_reject_style = "index"  # "index": {"events": {"3": …}}; "list": DRF's aligned list; "batch"
+        self.events_lose_replies = 0  # keep the next N batches, then drop the connection before answering
+        self.events_delay = 0.0  # seconds to wait before answering an events POST
         self._allocation: list = []
         self._changed = threading.Condition()
         self._connections: set[socket.socket] = set()
@@ -118,6 +144,49 @@ class ConfigServer:
     def running(self) -> bool:
         return self._httpd is not None
 
+    # -- what the events endpoint kept ---------------------------------------------------------------------------
+
+    def kept_events(self) -> list[dict]:
+        """Every event of every batch kept, each batch counted once (as the server must count them)."""
+        with self._changed:
+            return [event for events in self.kept.values() for event in events]
+
+    def _receive_events(self, document: object) -> tuple[int, object]:
+        """The answer to a POSTed batch (status, JSON body); keeps the batch when it is accepted."""
+        with self._changed:
+            batch = document.get("batch") if isinstance(document, dict) else None
+            events = document.get("events") if isinstance(document, dict) else None
+
+            def record(status: int) -> None:
+                self.event_posts.append(EventPost(str(batch), list(events or []), status))
+
+            if self.events_down or self.events_fail_next > 0:
+                self.events_fail_next = max(0, self.events_fail_next - 1)
+                record(503)
+                return 503, {"detail": "unavailable"}
+            if self.events_limit is not None and isinstance(events, list) and len(events) > self.events_limit:
+                record(413)
+                return 413, {"detail": f"at most {self.events_limit} events a batch"}
+            errors = batch_errors(document)
+            if not errors and self.events_reject is not None:
+                bad = [index for index, event in enumerate(events) if self.events_reject(event)]
+                if bad and self.events_reject_style == "index":
+                    errors = {"events": {str(index): {"unit_id": ["refused by the test"]} for index in bad}}
+                elif bad and self.events_reject_style == "list":
+                    errors = {"events": [{"unit_id": ["refused"]} if i in bad else {} for i in range(len(events))]}
+                elif bad:
+                    errors = {"batch": ["refused by the test"]}
+            if errors:
+                record(400)
+                return 400, errors
+            self.kept.setdefault(batch, events)  # a batch id seen before is accepted, not counted again
+            if self.events_lose_replies > 0:
+                self.events_lose_replies -= 1
+                record(0)
+                return 0, None
+            record(202)
+            return 202, {"accepted": len(events)}
+
 
 def _handler_for(server: ConfigServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -158,6 +227,32 @@ def _handler_for(server: ConfigServer) -> type[BaseHTTPRequestHandler]:
             ):
                 return self._artifact(int(segments[5]))
             return self._send(404, b'{"detail": "Not found."}')
+
+        def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            if server.fail:
+                return self._send(503, b'{"detail": "unavailable"}')
+            if self.headers.get("Authorization") != f"Token {server.token}":
+                return self._send(401, b'{"detail": "Authentication credentials were not provided."}')
+            segments = [s for s in urlsplit(self.path).path.split("/") if s]
+            if segments != ["api", "v1", "scenes", server.scene, "events"] or server.events_missing:
+                return self._send(404, b'{"detail": "Not found."}')
+            try:
+                document = json.loads(body)
+            except ValueError:
+                return self._send(400, b'{"detail": "JSON parse error"}')
+            if server.events_delay:
+                time.sleep(server.events_delay)
+            status, answer = server._receive_events(document)
+            if status == 0:  # kept, and the answer lost on the way
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return None
+            return self._send(status, json.dumps(answer).encode())
 
         def _config(self, query: dict) -> None:
             server.config_requests += 1
