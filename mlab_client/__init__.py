@@ -11,7 +11,15 @@ The wire contract shared with the server is in ``mlab_client.contract``; routing
 import logging
 
 from .client import Change, Counters, ModelClient, Prediction
-from .errors import ArtifactError, ConfigError, FeatureError, MlabClientError, NotReadyError, RefreshError
+from .errors import (
+    ArtifactError,
+    ConfigError,
+    ConfigTooLarge,
+    FeatureError,
+    MlabClientError,
+    NotReadyError,
+    RefreshError,
+)
 from .events import EventCounters
 from .model import Feature, Model
 from .routing import Router, allocate, bucket_of
@@ -23,6 +31,7 @@ __all__ = [
     "ArtifactError",
     "Change",
     "ConfigError",
+    "ConfigTooLarge",
     "Counters",
     "EventCounters",
     "Feature",

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import contract
 from .config import SceneConfig, VersionInfo
 from .contract import BUCKETS, MAX_WAIT_SECONDS
-from .errors import ArtifactError, FeatureError, MlabClientError, NotReadyError, RefreshError
+from .errors import ArtifactError, ConfigTooLarge, FeatureError, MlabClientError, NotReadyError, RefreshError
 from .events import EventCounters, EventRecorder, EventSink
 from .model import Model, release_freed_memory
 from .routing import Router
-from .transport import HttpEvents, HttpTransport, RedisArtifacts, RedisEventStream
+from .transport import MAX_CONFIG_BYTES, HttpEvents, HttpTransport, RedisArtifacts, RedisEventStream
 
 if TYPE_CHECKING:
     from .snapshot import SnapshotStore
@@ -69,7 +69,8 @@ class Counters:
     server (None if never); ``last_error``: the last failure, in words; ``swaps``: routing tables swapped in;
     ``fetches``: artifacts read per source (``snapshot``, ``redis``, ``http``); ``artifact_rejections``:
     artifacts refused for a size or sha256 mismatch; ``redis_fallbacks``: artifacts Redis could not give;
-    ``events``: exposures and outcomes recorded, sent, buffered and dropped (see ``EventCounters``).
+    ``configs_refused``: configs refused unread for exceeding ``max_config_bytes``; ``events``: exposures
+    and outcomes recorded, sent, buffered and dropped (see ``EventCounters``).
     """
 
     predictions: dict[int, int]
@@ -81,6 +82,7 @@ class Counters:
     artifact_rejections: int
     redis_fallbacks: int
     snapshot_failures: int
+    configs_refused: int = 0
     events: EventCounters = field(default_factory=EventCounters)
 
 
@@ -106,6 +108,7 @@ class _Tallies:
     artifact_rejections: int = 0
     redis_fallbacks: int = 0
     snapshot_failures: int = 0
+    configs_refused: int = 0
 
 
 class ModelClient:
@@ -149,6 +152,7 @@ class ModelClient:
         event_batch: int = 500,
         event_interval: float = 1.0,
         dedup_units: int = 100_000,
+        max_config_bytes: int = MAX_CONFIG_BYTES,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http:// or https:// URL")
@@ -169,13 +173,15 @@ class ModelClient:
         ):
             if type(number) is not int or number < 1:
                 raise ValueError(f"{name} must be a positive integer")
+        if type(max_config_bytes) is not int or max_config_bytes < 1024:
+            raise ValueError("max_config_bytes must be an integer of at least 1024")
         if not event_interval > 0:
             raise ValueError("event_interval must be a positive number of seconds")
         self.scene = scene
         self._wait = wait
         self._retry = (retry_base, retry_cap)
         self._threads = threads
-        self._http = HttpTransport(base_url, token, timeout=timeout)
+        self._http = HttpTransport(base_url, token, timeout=timeout, max_config_bytes=max_config_bytes)
         self._redis = RedisArtifacts(redis_url, timeout=timeout) if redis_url else None
         self._snapshot: SnapshotStore | None = None
         if snapshot_dir:
@@ -416,6 +422,7 @@ class ModelClient:
                 artifact_rejections=t.artifact_rejections,
                 redis_fallbacks=t.redis_fallbacks,
                 snapshot_failures=t.snapshot_failures,
+                configs_refused=t.configs_refused,
                 events=events,
             )
 
@@ -600,6 +607,7 @@ class ModelClient:
         message = f"{type(exc).__name__}: {exc}"
         with self._lock:
             self._tallies.refresh_failures += 1
+            self._tallies.configs_refused += isinstance(exc, ConfigTooLarge)
             self._tallies.last_error = message
         logger.warning("mlab_client %s: refresh failed, keeping revision %s: %s", self.scene, self.revision, message)
 

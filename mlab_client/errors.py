@@ -61,3 +61,7 @@ class ArtifactError(MlabClientError):
 
 class RefreshError(MlabClientError):
     """The config endpoint answered with something other than 200 or 304."""
+
+
+class ConfigTooLarge(RefreshError):
+    """The config the server sent is larger than the client accepts (``max_config_bytes``); it was not read."""

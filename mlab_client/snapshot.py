@@ -28,7 +28,7 @@ logger = logging.getLogger("mlab_client")
 
 SNAPSHOT_FORMAT = 1
 _STALE_TEMP_SECONDS = 3600
-_SCENE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SCENE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: "$" would accept a trailing newline
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class SnapshotStore:
     """Reads and writes one scene's snapshot under ``root/<scene>/``."""
 
     def __init__(self, root: str | os.PathLike[str], scene: str) -> None:
-        if not _SCENE.match(scene):
+        if not _SCENE.fullmatch(scene):
             raise ValueError(f"scene {scene!r} cannot name a snapshot directory")
         self.directory = Path(root) / scene
         self.models = self.directory / "models"

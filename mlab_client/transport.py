@@ -23,10 +23,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import contract
 from .config import VersionInfo
-from .errors import ArtifactError, MlabClientError, RefreshError
+from .errors import ArtifactError, ConfigTooLarge, MlabClientError, RefreshError
 from .events import ACCEPTED, REJECTED, RETRY, TOO_LARGE, Delivery, named_events
 
 _DOWNLOAD_BLOCK = 1 << 20
+# A config names versions and a bucket allocation: kilobytes. Far more is a broken or hostile server.
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
 _REDIS_BATCH = 8  # chunks per MGET: bounded replies even for a 100 MiB artifact
 
 
@@ -92,9 +94,10 @@ def _interruptible_adapter(registry: _SocketRegistry) -> HTTPAdapter:
 class HttpTransport:
     """The Mlab server's client-facing endpoints, authenticated with a token that is never logged or shown."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float) -> None:
+    def __init__(self, base_url: str, token: str, *, timeout: float, max_config_bytes: int = MAX_CONFIG_BYTES) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
+        self.max_config_bytes = max_config_bytes
         self._registry = _SocketRegistry()
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Token {token}"
@@ -118,6 +121,7 @@ class HttpTransport:
             headers=headers,
             params=params,
             timeout=(self.timeout, read_timeout),
+            stream=True,
         )
         with response:
             if response.status_code == 304:
@@ -125,10 +129,25 @@ class HttpTransport:
             if response.status_code != 200:
                 raise RefreshError(_describe_status("config", response.status_code))
             try:
-                body = response.json()
+                body = json.loads(self._read_capped(response))
             except ValueError:
                 raise RefreshError("config: the response is not JSON") from None
             return body, response.headers.get("ETag")
+
+    def _read_capped(self, response: requests.Response) -> bytes:
+        """The body, refused (ConfigTooLarge) as soon as it is known to exceed ``max_config_bytes``: from its
+        Content-Length when sent, else while it is read, so an oversized config never fills memory."""
+        cap = self.max_config_bytes
+        too_large = ConfigTooLarge(f"config: larger than the {cap:,} bytes this client accepts (max_config_bytes)")
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise too_large
+        buffer = bytearray()
+        for block in response.iter_content(_DOWNLOAD_BLOCK):
+            buffer += block
+            if len(buffer) > cap:
+                raise too_large
+        return bytes(buffer)
 
     def get_artifact(self, info: VersionInfo) -> bytes:
         """The artifact bytes of ``info``, checked against its size and sha256 (``ArtifactError`` otherwise)."""

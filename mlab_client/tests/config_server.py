@@ -38,6 +38,7 @@ class ConfigServer:
     """The config contract on 127.0.0.1, in this process. Not the Mlab server: a stand-in for the SDK's tests."""
 
     def __init__(self, *, scene: str = "test-scene", token: str = "client-token", salt: str = "s4lt") -> None:
+        self.send_length = True  # False: answers without Content-Length, read until the connection closes
         self.scene = scene
         self.token = token
         self.salt = salt
@@ -293,7 +294,10 @@ def _handler_for(server: ConfigServer) -> type[BaseHTTPRequestHandler]:
                     self.send_header("ETag", etag)
                 if status != 304:
                     self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(body)))
+                    if server.send_length:
+                        self.send_header("Content-Length", str(len(body)))
+                    else:
+                        self.close_connection = True  # the body ends when the connection does
                 self.end_headers()
                 if status != 304:
                     self.wfile.write(body)

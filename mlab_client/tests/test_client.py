@@ -105,6 +105,27 @@ def test_a_refused_token_is_reported_and_counted(server, make_client):
     assert "wrong" not in repr(client) and "wrong" not in client.counters.last_error
 
 
+@pytest.mark.parametrize("send_length", [True, False], ids=["content-length", "read-until-close"])
+def test_an_oversized_config_is_refused_unread_counted_and_the_good_one_kept(server, make_client, send_length):
+    server.publish({1: 100})
+    client = make_client(max_config_bytes=64 * 1024).start()
+    assert client.revision == 1
+    server.send_length = send_length
+    huge = dict(server.config, revision=2, padding="x" * (1024 * 1024))
+    server.publish_raw(huge)
+    deadline = time.monotonic() + 5
+    while client.counters.configs_refused == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    counters = client.counters
+    assert counters.configs_refused >= 1 and "larger than the 65,536 bytes" in counters.last_error
+    assert client.revision == 1 and client.predict(ROW, unit_id="a").version == 1
+
+
+def test_the_config_cap_is_checked():
+    with pytest.raises(ValueError, match="max_config_bytes"):
+        ModelClient("http://localhost", "s", "t", max_config_bytes=10)
+
+
 def test_counters_and_on_change(server, make_client):
     server.publish({1: 100})
     changes = []

@@ -204,3 +204,9 @@ def test_a_writer_killed_mid_write_leaves_a_loadable_snapshot(server, models, tm
         expected = first if snapshot.config.revision == 1 else second
         assert snapshot.config.raw == expected and snapshot.etag == f'"etag-{expected["revision"]}"'
         assert set(snapshot.artifacts) == {v["sha256"] for v in expected["versions"]}
+
+
+@pytest.mark.parametrize("scene", ["scene\n", "scene\n../x", "../scene", ".hidden", "", "a/b"])
+def test_a_scene_name_that_could_leave_the_snapshot_directory_is_refused(tmp_path, scene):
+    with pytest.raises(ValueError, match="cannot name a snapshot directory"):
+        SnapshotStore(tmp_path, scene)
