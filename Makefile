@@ -7,7 +7,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: run serve test bench lint format bootstrap-run bootstrap-dev
+.PHONY: run serve test bench lint typecheck format bootstrap-run bootstrap-dev
 
 run: bootstrap-run
 	$(PY) manage.py migrate --noinput
@@ -26,6 +26,10 @@ bench: bootstrap-dev  # every benchmark, or some: make bench BENCH="train_local 
 lint: bootstrap-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+typecheck: bootstrap-dev  # mypy with django-stubs and the DRF stubs, configured in pyproject.toml
+	$(VENV)/bin/mypy
 
 format: bootstrap-dev
 	$(VENV)/bin/ruff check --fix .
