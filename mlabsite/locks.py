@@ -74,7 +74,7 @@ def redis_bytes(value: bytes | str | None) -> bytes | None:
     """A string value as read from Redis: bytes, or None for a missing key. redis-py types replies as
     ``bytes | str`` because a client may decode them; ours never do (``decode_responses`` stays off)."""
     if isinstance(value, str):
-        raise TypeError("a Redis client of Mlab decodes its responses; it must not (decode_responses=False)")
+        raise TypeError("a str reply from Redis: some client was made with decode_responses=True; Mlab's must not be")
     return value
 
 

@@ -252,7 +252,7 @@ def save_sample(path: str | Path, sample: SampleData) -> None:
         mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
         arrays[f"categorical_{i}"] = np.array(["" if v is None else v for v in values], dtype=str)
         arrays[f"categorical_{i}_null"] = mask
-    np.savez(path, allow_pickle=False, **arrays)  # no object array: what load_sample can read
+    np.savez(path, allow_pickle=False, **arrays)  # refuse object arrays: load_sample could not read them
 
 
 def load_sample(path: str | Path) -> SampleData:
