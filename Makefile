@@ -7,7 +7,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: run serve test bench lint format bootstrap-run bootstrap-dev
+.PHONY: run serve test bench lint typecheck format bootstrap-run bootstrap-dev
 
 run: bootstrap-run
 	$(PY) manage.py migrate --noinput
@@ -23,10 +23,14 @@ test: bootstrap-dev
 bench: bootstrap-dev  # every benchmark, or some: make bench BENCH="train_local dispatch"; exits 1 on a missed target
 	$(PY) -m bench $(BENCH)
 
-lint: bootstrap-dev  # style, formatting, and the direction of imports (.importlinter)
+lint: bootstrap-dev  # style, formatting, the direction of imports (.importlinter) and types
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(MAKE) --no-print-directory typecheck
+
+typecheck: bootstrap-dev  # mypy with django-stubs and the DRF stubs, configured in pyproject.toml
+	$(VENV)/bin/mypy
 
 format: bootstrap-dev
 	$(VENV)/bin/ruff check --fix .

@@ -70,6 +70,14 @@ def redis_connection() -> Redis:
     return get_redis_connection("default")
 
 
+def redis_bytes(value: bytes | str | None) -> bytes | None:
+    """A string value as read from Redis: bytes, or None for a missing key. redis-py types replies as
+    ``bytes | str`` because a client may decode them; ours never do (``decode_responses`` stays off)."""
+    if isinstance(value, str):
+        raise TypeError("a str reply from Redis: some client was made with decode_responses=True; Mlab's must not be")
+    return value
+
+
 def fence_draw(name: str, *, floor: int = 0, connection: Redis | None = None) -> int:
     """Draw the next fencing token of ``name``: larger than every token drawn before and than ``floor``."""
     connection = connection or redis_connection()

@@ -19,14 +19,14 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from django.db import IntegrityError, transaction
 from redis import Redis
 from redis.exceptions import RedisError
 
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
-from mlabsite.locks import redis_connection
+from mlabsite.locks import redis_bytes, redis_connection
 
 from .models import Artifact, ArtifactChunk
 
@@ -154,7 +154,7 @@ def artifact_db_chunks(artifact: Artifact) -> Iterator[bytes]:
         _report(artifact, "the chunks do not add up to the recorded size and sha256")
 
 
-def _report(artifact: Artifact, detail: str):
+def _report(artifact: Artifact, detail: str) -> NoReturn:
     error = ArtifactCorrupt(artifact, detail)
     logger.error("%s", error)
     raise error
@@ -233,12 +233,15 @@ def artifact_read(artifact: Artifact) -> bytes:
 
 def _cache_read(artifact: Artifact, connection: Redis) -> bytes | None:
     sha = artifact.sha256
-    if not cache_meta_matches(artifact, connection.get(artifact_meta_key(sha))):
+    if not cache_meta_matches(artifact, redis_bytes(connection.get(artifact_meta_key(sha)))):
         return None
     keys = [artifact_chunk_key(sha, index) for index in range(artifact.chunk_count)]
-    pieces = connection.mget(keys) if keys else []
-    if any(piece is None for piece in pieces):
-        return None
+    pieces: list[bytes] = []
+    for reply in connection.mget(keys) if keys else []:
+        piece = redis_bytes(reply)
+        if piece is None:
+            return None
+        pieces.append(piece)
     data = b"".join(pieces)
     if hashlib.sha256(data).hexdigest() != sha:
         logger.warning("cached copy of artifact %s fails its sha256; reading the database", sha[:12])

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 
-from apps.training.datasources import backend_for
+from apps.training.datasources import DuckDBBackend, backend_for
 from apps.training.models import DataSource
 from mlab_client import Change, ModelClient
 
@@ -70,7 +70,10 @@ def demo_units(datasource: DataSource, feature_names: list[str], *, count: int =
         'JOIN "users" USING ("user_id") JOIN "items" USING ("item_id") '
         f'ORDER BY "ds", "user_id", "item_id", "_hour" LIMIT {int(count)}'
     )
-    with backend_for(datasource).connect() as con:
+    backend = backend_for(datasource)
+    if not isinstance(backend, DuckDBBackend):  # the query below is DuckDB's (connection.execute, quoting)
+        raise ValueError(f"demo units come from a DuckDB warehouse; {datasource.name!r} is a {datasource.kind} source")
+    with backend.connect() as con:
         records = con.execute(sql).fetchall()
     unit_ids = [f"imp:{ds}:{user}:{item}:{hour}" for ds, user, item, hour, *_ in records]
     rows = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -70,7 +71,7 @@ def demo_mysql_sync(*, url: str = DEMO_MYSQL_URL, path=None) -> dict[str, int]:
     parts = urlsplit(url)
     if parts.scheme not in ("mysql", "mariadb") or parts.password:
         raise ValueError(f"Expected mysql://user@host:port/database (password in {DEMO_MYSQL_PASSWORD_ENV}).")
-    options = {
+    options: dict[str, Any] = {
         "host": parts.hostname or "127.0.0.1",
         "port": parts.port or 3306,
         "user": parts.username or "root",

@@ -21,6 +21,7 @@ import datetime
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -126,7 +127,7 @@ def generate_demo_tables(*, impressions: int = 200_000, seed: int = DEMO_SEED) -
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.7
     popularity /= popularity.sum()
     chosen = np.empty(0, dtype=np.int64)
-    draws = {}
+    draws: dict[str, np.ndarray] = {}
     while len(chosen) < impressions:
         m = int((impressions - len(chosen)) * 1.05) + 16
         batch = {
@@ -228,12 +229,19 @@ def build_demo_warehouse(
 def _summary(path: Path, *, created: bool) -> WarehouseSummary:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        users = con.execute("SELECT COUNT(*) FROM users").fetchone()[0]
-        items = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-        n, rate = con.execute("SELECT COUNT(*), AVG(clicked) FROM impressions").fetchone()
+        users = _aggregate(con, "SELECT COUNT(*) FROM users")[0]
+        items = _aggregate(con, "SELECT COUNT(*) FROM items")[0]
+        n, rate = _aggregate(con, "SELECT COUNT(*), AVG(clicked) FROM impressions")
     finally:
         con.close()
     return WarehouseSummary(path, int(users), int(items), int(n), float(rate or 0.0), created)
+
+
+def _aggregate(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The row of an aggregate query without GROUP BY, which always returns exactly one."""
+    row = con.execute(sql).fetchone()
+    assert row is not None
+    return row
 
 
 # -- MySQL / MariaDB copy ----------------------------------------------------------------------------------
@@ -284,7 +292,7 @@ def load_demo_into_mysql(
         cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4")
         cursor.execute(f"USE `{database}`")
         for table in TABLES:
-            wanted = source.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            wanted = _aggregate(source, f"SELECT COUNT(*) FROM {table}")[0]
             if _mysql_count(cursor, database, table) == wanted:
                 counts[table] = wanted
                 continue

@@ -21,7 +21,7 @@ from .forms import RegisterRunForm, SplitEditorForm
 from .models import ClientToken, ConfigEntry, Deployment, ModelVersion, Scene
 
 
-def _human_size(size: int) -> str:
+def _human_size(size: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -134,7 +134,7 @@ class SceneAdmin(admin.ModelAdmin):
         metric_names = sorted(
             {k for v in versions for k, value in (v.metrics or {}).items() if isinstance(value, int | float)}
         )
-        published_weights = {}
+        published_weights: dict[int, float] = {}  # version → share of the units
         if entry and entry.revision:
             for bucket_start, bucket_end, number in entry.content.get("allocation", []):
                 published_weights[number] = published_weights.get(number, 0) + (bucket_end - bucket_start) / 100
@@ -160,7 +160,7 @@ class SceneAdmin(admin.ModelAdmin):
             "history": selectors.scene_history(scene=scene),
             "latest_revision": latest.revision if latest else 0,
             # a saved revision not live yet: the page follows its publication (apps/deploy/static/deploy/scene.js)
-            "publishing": bool(latest) and latest.revision > (entry.revision if entry else 0),
+            "publishing": latest is not None and latest.revision > (entry.revision if entry else 0),
             "can_deploy": can_change and request.user.has_perm("deploy.add_deployment"),
         }
 

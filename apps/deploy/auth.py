@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.contrib.auth.models import AbstractUser
 from rest_framework.authtoken.models import Token
 
 from .models import ClientToken, Scene
@@ -23,7 +24,7 @@ class NotAuthenticated(Exception):
 class Reader:
     """An authenticated reader: a user, or a client token with the ids of its scenes."""
 
-    user: object | None = None
+    user: AbstractUser | None = None
     client_name: str | None = None
     client_scene_ids: frozenset[int] = frozenset()
 
@@ -45,10 +46,11 @@ def reader_from_header(header: str | None) -> Reader:
     if scheme.lower() != "token" or not key:
         raise NotAuthenticated("Authentication credentials were not provided.")
     if key.startswith(CLIENT_TOKEN_PREFIX):
-        token = ClientToken.objects.filter(key=client_token_digest(key)).first()
-        if token is None:
+        client_token = ClientToken.objects.filter(key=client_token_digest(key)).first()
+        if client_token is None:
             raise NotAuthenticated("Invalid token.")
-        return Reader(client_name=token.name, client_scene_ids=frozenset(token.scenes.values_list("pk", flat=True)))
+        scene_ids = frozenset(client_token.scenes.values_list("pk", flat=True))
+        return Reader(client_name=client_token.name, client_scene_ids=scene_ids)
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         raise NotAuthenticated("Invalid token.")

@@ -64,7 +64,8 @@ class SplitEditorForm(forms.Form):
         return cleaned
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if not self.weight_fields:
             raise ValidationError("Register a version first.")
         if any(name in self.errors for _, name in self.weight_fields):
@@ -92,10 +93,13 @@ class RegisterRunForm(forms.Form):
 
     def __init__(self, *args, scenes, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["scene"].queryset = scenes
+        scene_field = self.fields["scene"]
+        assert isinstance(scene_field, forms.ModelChoiceField)
+        scene_field.queryset = scenes
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if not cleaned.get("scene") and not cleaned.get("new_scene") and not self.errors:
             raise ValidationError("Choose one of your scenes, or name a new one.")
         if cleaned.get("scene") and cleaned.get("new_scene"):

@@ -113,6 +113,8 @@ class ConfigListener:
             waiter.wake(change)
 
     async def _run(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # _run is the body of the listener task (create_task above)
         pause = 0.1
         while True:
             client = aioredis.from_url(self.url, socket_connect_timeout=5, health_check_interval=30)
@@ -123,7 +125,7 @@ class ConfigListener:
                     # A bounded read, and a look at our own cancellation after each: redis-py's reads can
                     # swallow a cancellation and go on waiting, which would keep the event loop from closing.
                     message = await pubsub.get_message(timeout=1.0)
-                    if asyncio.current_task().cancelling():
+                    if task.cancelling():
                         raise asyncio.CancelledError
                     if message is None:
                         continue
@@ -136,7 +138,7 @@ class ConfigListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if asyncio.current_task().cancelling():
+                if task.cancelling():
                     raise asyncio.CancelledError from exc
                 logger.warning("config listener lost Redis (%s); reconnecting in %.1fs", exc, pause)
             finally:

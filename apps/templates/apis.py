@@ -19,7 +19,9 @@ from .validation import template_specs, validate_run_params
 class TemplateNodeSerializer(serializers.ModelSerializer):
     type = serializers.CharField(source="node_type")
     kind = serializers.SerializerMethodField()
-    label = serializers.SerializerMethodField()
+    # DRF's metaclass moves declared fields off the class, so nothing shadows Field.label at run time; the stubs
+    # cannot know that.
+    label = serializers.SerializerMethodField()  # type: ignore[assignment]
     params = serializers.SerializerMethodField()
 
     class Meta:
@@ -70,7 +72,12 @@ class TemplateListApi(generics.ListAPIView):
         return selectors.template_list(user=self.request.user)
 
 
-class _TemplateLookupMixin:
+class _TemplateLookupMixin(APIView):
+    """Finds the template named by the URL, among those the requesting user may see, or 404s.
+
+    An APIView so that the request and the URL kwargs it reads are typed; the views mix it in first.
+    """
+
     def get_template(self) -> AlgorithmTemplate:
         try:
             return selectors.template_get(user=self.request.user, slug=self.kwargs["slug"])

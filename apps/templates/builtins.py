@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 DEMO_SAMPLE = {
     "table": "impressions",
     "joins": [{"table": "users", "on": "user_id"}, {"table": "items", "on": "item_id"}],
@@ -16,8 +18,16 @@ DEMO_SAMPLE = {
 DEMO_SAMPLE_LOCKED = ["table", "label", "positive_value"]
 
 
-def _binary(train_type: str, train_overrides: dict | None = None, *, standardize: bool) -> list[dict]:
-    nodes = [
+class TemplateDefinition(TypedDict):
+    slug: str
+    name: str
+    description: str
+    task_type: str
+    nodes: list[dict[str, Any]]  # {key, type, overrides?, locked?} in chain order, as template_create takes them
+
+
+def _binary(train_type: str, train_overrides: dict | None = None, *, standardize: bool) -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = [
         {"key": "sample", "type": "sample.sql", "overrides": DEMO_SAMPLE, "locked": DEMO_SAMPLE_LOCKED},
         {"key": "fill_missing", "type": "preprocess.fill_missing"},
         {"key": "one_hot", "type": "preprocess.one_hot"},
@@ -32,7 +42,7 @@ def _binary(train_type: str, train_overrides: dict | None = None, *, standardize
     return nodes
 
 
-BUILTIN_TEMPLATES = [
+BUILTIN_TEMPLATES: list[TemplateDefinition] = [
     {
         "slug": "binary-lr",
         "name": "Binary classification · logistic regression",

@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 
+from .models import AlgorithmTemplate
 from .nodes import ColumnAllowList, Group, Param, ParamType
 from .validation import NodeSpec, RunParamsInvalid, validate_run_params
 
@@ -80,6 +81,7 @@ def column_choices(columns: Mapping[str, Mapping[str, str]], current: Any = None
 def _picker_field(param: Param, initial: Any, columns: Mapping[str, Mapping[str, str]], common: dict) -> forms.Field:
     """Pickers for table, column and columns parameters once the data source's allow-list is known."""
     t = param.type
+    field: forms.Field
     if t == ParamType.TABLE:
         tables = [("", "—")] + [(name, name) for name in columns]
         if initial and initial not in columns:
@@ -110,8 +112,7 @@ def make_field(
         if param.required and initial is None:
             field.widget.attrs["required"] = True
         field.disabled = locked
-        field.param = param
-        return field
+        return _with_param(field, param)
     if t in (ParamType.INT, ParamType.FLOAT):
         # Bounds are checked by the shared validator (same message as the API); the browser gets hints.
         if t == ParamType.INT:
@@ -147,7 +148,13 @@ def make_field(
     if locked:
         # Rendered read-only and cleaned from the preset; a tampered submission is still checked (see clean).
         field.disabled = True
-    field.param = param
+    return _with_param(field, param)
+
+
+def _with_param(field: forms.Field, param: Param) -> forms.Field:
+    """Hang the parameter on its field: the Launch page reads ``field.field.param`` for its badges.
+    Django's fields declare no such attribute, hence setattr."""
+    setattr(field, "param", param)  # noqa: B010
     return field
 
 
@@ -172,7 +179,7 @@ class NodeFieldset:
 class LaunchForm(forms.Form):
     """Base of the generated forms; ``launch_form_class`` fills in ``template`` and ``specs``."""
 
-    template = None
+    template: AlgorithmTemplate | None = None
     specs: list[NodeSpec] = []
     allowlist: ColumnAllowList | None = None
 
@@ -215,6 +222,7 @@ class LaunchForm(forms.Form):
     def clean(self):
         super().clean()
         params = self.submitted_params()
+        assert self.template is not None  # launch_form_class made this form for a template
         try:
             self.validated_params = validate_run_params(
                 self.template, params, allowlist=self.allowlist, specs=self.specs

@@ -56,8 +56,8 @@ class DataSource(models.Model):
                     "variable in password_env instead."
                 }
             )
-        required = {self.Kind.DUCKDB: ["path"], self.Kind.MYSQL: ["database"]}.get(self.kind, [])
-        missing = [k for k in required if not self.options.get(k)]
+        required: dict[str, list[str]] = {self.Kind.DUCKDB: ["path"], self.Kind.MYSQL: ["database"]}
+        missing = [k for k in required.get(self.kind, []) if not self.options.get(k)]
         if missing:
             raise ValidationError({"options": f"A {self.kind} source needs: {', '.join(missing)}."})
         if self.password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.password_env):

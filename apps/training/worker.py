@@ -17,6 +17,7 @@ import logging
 from django.conf import settings
 from django.db import connections
 from rq import SimpleWorker, Worker
+from rq.worker import BaseWorker
 
 from .services import training_runs_reap
 
@@ -31,7 +32,10 @@ def close_stale_connections() -> None:
             conn.close_if_unusable_or_obsolete()
 
 
-class _ConnectionHygiene:
+class _ConnectionHygiene(BaseWorker):
+    """Connections closed around every job, stale runs reaped in maintenance. Mixed in before Worker or
+    SimpleWorker; BaseWorker is its base so that the worker methods it extends are typed."""
+
     def perform_job(self, job, queue, *args, **kwargs):
         close_stale_connections()
         try:

@@ -16,7 +16,8 @@ import weakref
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseNotModified, StreamingHttpResponse
+from django.http import HttpResponseBase, HttpResponseNotAllowed, HttpResponseNotModified, StreamingHttpResponse
+from redis import Redis
 from redis.exceptions import RedisError
 
 from apps.artifacts.models import Artifact
@@ -29,7 +30,7 @@ from apps.artifacts.storage import (
     cache_meta_matches,
 )
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
-from mlabsite.locks import redis_connection
+from mlabsite.locks import redis_bytes, redis_connection
 
 from ..models import ModelVersion
 from .access import Refused, readable_scene
@@ -83,7 +84,7 @@ def _redis() -> aioredis.Redis:
     return client
 
 
-async def artifact_view_async(request, name: str, version: int) -> HttpResponse:
+async def artifact_view_async(request, name: str, version: int) -> HttpResponseBase:
     """``GET /api/v1/scenes/{scene}/versions/{v}/artifact/``: the model bytes, the sha256 in the ETag."""
     if request.method != "GET":
         return HttpResponseNotAllowed(["GET"])
@@ -98,7 +99,7 @@ async def artifact_view_async(request, name: str, version: int) -> HttpResponse:
         return response
     use_cache = True
     try:
-        if not cache_meta_matches(artifact, await _redis().get(artifact_meta_key(artifact.sha256))):
+        if not cache_meta_matches(artifact, redis_bytes(await _redis().get(artifact_meta_key(artifact.sha256)))):
             await sync_to_async(artifact_cache_warm)(artifact)
     except ArtifactCorrupt:
         return _corrupt(version).response()
@@ -112,7 +113,7 @@ async def _chunk(artifact: Artifact, index: int, checksum: str, client: aioredis
     """Chunk ``index``: from the cache when it verifies, else from the database (then flagged for repair)."""
     if client is not None:
         try:
-            data = await client.get(artifact_chunk_key(artifact.sha256, index))
+            data = redis_bytes(await client.get(artifact_chunk_key(artifact.sha256, index)))
         except (RedisError, OSError):
             data = None
         # Hashing 4 MiB releases the GIL: in a thread it overlaps with sending the previous chunk.
@@ -129,6 +130,7 @@ async def _artifact_chunks(artifact: Artifact, checksums: list[str], *, use_cach
     pending = asyncio.ensure_future(_chunk(artifact, 0, checksums[0], client)) if checksums else None
     try:
         for index in range(len(checksums)):
+            assert pending is not None  # chunk 0 was started before the loop, each next one an iteration ahead
             data, repaired = await pending
             pending = None
             if index + 1 < len(checksums):
@@ -142,6 +144,9 @@ async def _artifact_chunks(artifact: Artifact, checksums: list[str], *, use_cach
     finally:
         if pending is not None:
             pending.cancel()
+    if not repairs:
+        return
+    assert client is not None  # _chunk flags a chunk for repair only when it read the cache
     for index, data in repairs:
         try:
             await client.set(artifact_chunk_key(artifact.sha256, index), data, ex=CACHE_TTL_SECONDS)
@@ -149,7 +154,7 @@ async def _artifact_chunks(artifact: Artifact, checksums: list[str], *, use_cach
             logger.warning("could not repair cached chunk %s of %s: %s", index, artifact.sha256[:12], exc)
 
 
-def artifact_view_sync(request, name: str, version: int) -> HttpResponse:
+def artifact_view_sync(request, name: str, version: int) -> HttpResponseBase:
     """The same endpoint under WSGI."""
     if request.method != "GET":
         return HttpResponseNotAllowed(["GET"])
@@ -163,24 +168,25 @@ def artifact_view_sync(request, name: str, version: int) -> HttpResponse:
         response.headers["ETag"] = etag
         return response
     connection = redis_connection()
+    cache: Redis | None = connection  # None: stream from the database
     try:
-        if not cache_meta_matches(artifact, connection.get(artifact_meta_key(artifact.sha256))):
+        if not cache_meta_matches(artifact, redis_bytes(connection.get(artifact_meta_key(artifact.sha256)))):
             artifact_cache_warm(artifact, connection=connection)
     except ArtifactCorrupt:
         return _corrupt(version).response()
     except RedisError as exc:
         logger.warning("artifact cache unavailable (%s); streaming %s from the database", exc, artifact.sha256[:12])
-        connection = None
-    return _artifact_response(_artifact_chunks_sync(artifact, checksums, connection), artifact, name, version, etag)
+        cache = None
+    return _artifact_response(_artifact_chunks_sync(artifact, checksums, cache), artifact, name, version, etag)
 
 
-def _artifact_chunks_sync(artifact: Artifact, checksums: list[str], connection):
+def _artifact_chunks_sync(artifact: Artifact, checksums: list[str], connection: Redis | None):
     repairs: list[tuple[int, bytes]] = []
     for index, checksum in enumerate(checksums):
         data = None
         if connection is not None:
             try:
-                data = connection.get(artifact_chunk_key(artifact.sha256, index))
+                data = redis_bytes(connection.get(artifact_chunk_key(artifact.sha256, index)))
             except RedisError:
                 data = None
         if not _sha_ok(data, checksum):
@@ -196,6 +202,9 @@ def _artifact_chunks_sync(artifact: Artifact, checksums: list[str], connection):
             if connection is not None:
                 repairs.append((index, data))
         yield data
+    if not repairs:
+        return
+    assert connection is not None  # a chunk is flagged for repair only when the cache was read
     for index, data in repairs:
         try:
             connection.set(artifact_chunk_key(artifact.sha256, index), data, ex=CACHE_TTL_SECONDS)

@@ -24,7 +24,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseNotModified
 from redis.exceptions import RedisError
 
-from mlabsite.locks import redis_connection
+from mlabsite.locks import redis_bytes, redis_connection
 
 from ..configs import Published, config_body, config_cache_key, config_cache_parse, config_cache_set, config_memo
 from ..models import ConfigEntry
@@ -101,7 +101,7 @@ def published_now(name: str) -> Published:
     published = config_memo.get(name)
     if published is None:
         try:
-            hit = config_cache_parse(redis_connection().get(config_cache_key(name)))
+            hit = config_cache_parse(redis_bytes(redis_connection().get(config_cache_key(name))))
         except RedisError:
             hit = None
         if hit is None:

@@ -85,7 +85,12 @@ class DeploymentSerializer(serializers.ModelSerializer):
         ]
 
 
-class _SceneMixin:
+class _SceneMixin(APIView):
+    """Finds the scene named by the URL, among those the requesting user may see, or 404s.
+
+    An APIView so that the request and the URL kwargs it reads are typed; the views mix it in first.
+    """
+
     def get_scene(self) -> Scene:
         try:
             return selectors.scene_get(user=self.request.user, name=self.kwargs["name"])

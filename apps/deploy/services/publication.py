@@ -123,6 +123,7 @@ def _publish_once(
         result = _publish_locked(scene_id, lease, connection=connection, on_locked=on_locked)
     finally:
         lock.release()
+    assert lease.released_at is not None  # release() stamps the lease it held
     result.released_at = lease.released_at
     return result
 
@@ -138,6 +139,8 @@ def _publish_locked(
     if deployment is None or entry.revision >= deployment.revision:
         _cache_ensure(scene_id, _published_versions(entry), connection)
         if entry.revision:  # a run after a Redis failure (or restart): the polls' copy catches up
+            # A published revision's deployment cannot be deleted (ConfigRevision protects it).
+            assert deployment is not None
             config_cache_set(
                 connection,
                 scene=deployment.scene.name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
@@ -68,7 +70,7 @@ class RunPreviewApi(APIView):
     def post(self, request):
         template, datasource, params, engine = resolve_run_input(request)
         prepared = prepare_launch(template=template, params=params, datasource=datasource, engine=engine)
-        body = {
+        body: dict[str, Any] = {
             "sql": prepared.sql,
             "dialect": prepared.dialect,
             "payload": prepared.payload,

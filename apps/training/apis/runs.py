@@ -51,7 +51,7 @@ class RunDetailSerializer(RunSerializer):
         read_only_fields = fields
 
     def get_events(self, run) -> list[dict]:
-        return RunEventSerializer(training_run_events(run=run, limit=500), many=True).data
+        return serializers.ListSerializer(training_run_events(run=run, limit=500), child=RunEventSerializer()).data
 
 
 class RunListCreateApi(generics.ListAPIView):
@@ -102,7 +102,12 @@ class RunListCreateApi(generics.ListAPIView):
         return Response(RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
-class _RunLookup:
+class _RunLookup(APIView):
+    """Finds the run whose id is in the URL, among those the requesting user may see, or 404s.
+
+    An APIView so that the request and the URL kwargs it reads are typed; the views mix it in first.
+    """
+
     def get_run(self) -> TrainingRun:
         try:
             return training_run_get(user=self.request.user, run_id=self.kwargs["pk"])

@@ -33,9 +33,10 @@ def _fix_mmap_threshold() -> None:
     remap (no copy) and freeing returns the pages, so a fetch peaks near the size of its result.
     """
     name = ctypes.util.find_library("c")
+    if name is None:  # no C library found: nothing to tune
+        return
     try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
+        mallopt = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError):  # not glibc: nothing to tune
         return
     m_mmap_threshold = -3
@@ -251,7 +252,7 @@ def save_sample(path: str | Path, sample: SampleData) -> None:
         mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
         arrays[f"categorical_{i}"] = np.array(["" if v is None else v for v in values], dtype=str)
         arrays[f"categorical_{i}_null"] = mask
-    np.savez(path, **arrays)
+    np.savez(path, allow_pickle=False, **arrays)  # refuse object arrays: load_sample could not read them
 
 
 def load_sample(path: str | Path) -> SampleData:

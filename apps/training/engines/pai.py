@@ -122,15 +122,15 @@ def poll(run_id: int) -> None:
         pai_poll_schedule(run_id, backoff=failures)
         return
     pai_poll_failures_reset(run_id)
-    status, stage, error = job_state(job)
+    status, stage, failure = job_state(job)
     if status == SUCCEEDED:
         transfer(run, job)
         pai_poll_clear(run_id)
     elif status == FAILED:
-        run_services.training_run_fail(run_id, error=error, stage=stage)
+        run_services.training_run_fail(run_id, error=failure, stage=stage)
         pai_poll_clear(run_id)
     elif status == CANCELLED:
-        message = "Cancelled; the PAI job was stopped." if run.cancel_requested else error
+        message = "Cancelled; the PAI job was stopped." if run.cancel_requested else failure
         if run.cancel_requested:
             run_services.training_run_mark_cancelled(run_id, message=message)
         else:
@@ -138,7 +138,7 @@ def poll(run_id: int) -> None:
         pai_poll_clear(run_id)
     else:
         run_services.training_run_progress(
-            run_id, stage=stage, progress=PAI_PROGRESS.get(job.get("Status"), 50), message=stage
+            run_id, stage=stage, progress=PAI_PROGRESS.get(job.get("Status", ""), 50), message=stage
         )
         pai_poll_schedule(run_id)
 

@@ -188,7 +188,8 @@ class SampleTypes:
         return self.literal(label, text)
 
     def condition(self, condition: Mapping[str, Any]) -> exp.Expr:
-        """One filter row as a predicate; ValueError when a value does not fit its column."""
+        """One filter row as a predicate; ValueError when a value does not fit its column. The row is a cleaned
+        condition (``ParamType.CONDITIONS``): 'like' has text, 'in', 'not in' and 'between' have lists."""
         column, op, value = condition["column"], condition["op"], condition.get("value")
         ref = self.ref(column)
         if op == "is null":
@@ -198,12 +199,15 @@ class SampleTypes:
         if op == "like":
             if self.kind(column) != TEXT:
                 raise ValueError(f"'like' applies to text columns; {column} is {self.type_of(column)}.")
+            assert isinstance(value, str)
             pattern = exp.Literal.string(f"%{escape_like(value)}%")
             return exp.Escape(this=exp.Like(this=ref, expression=pattern), expression=exp.Literal.string(LIKE_ESCAPE))
         if op in ("in", "not in"):
+            assert isinstance(value, list)
             predicate = exp.In(this=ref, expressions=[self.literal(column, v) for v in value])
             return exp.Not(this=predicate) if op == "not in" else predicate
         if op == "between":
+            assert isinstance(value, list)
             return exp.Between(this=ref, low=self.literal(column, value[0]), high=self.literal(column, value[1]))
         comparison = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}[op]
         return comparison(this=ref, expression=self.literal(column, value))

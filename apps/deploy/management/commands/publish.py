@@ -23,6 +23,7 @@ class Command(BaseCommand):
             ids = publication_sweep()
             self.stdout.write(f"Enqueued the publication of {len(ids)} scene(s).")
             return
+        assert scene  # exactly one of the two was given (checked above)
         target = scene_named(scene)
         result = scene_publish(scene_id=target.pk)
         self.stdout.write(f"{target.name}: {result.outcome}; the config is at revision {result.published_revision}.")
