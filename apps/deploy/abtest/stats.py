@@ -438,8 +438,8 @@ def merge_histograms(histograms: Iterable[ScoreHistogram]) -> ScoreHistogram:
     bins = histograms[0].bins
     if any(h.bins != bins for h in histograms):
         raise ValueError("only histograms with the same number of bins can be merged")
-    positives = np.sum([h.positives for h in histograms], axis=0, dtype=np.int64)
-    negatives = np.sum([h.negatives for h in histograms], axis=0, dtype=np.int64)
+    positives = np.asarray([h.positives for h in histograms], dtype=np.int64).sum(axis=0)
+    negatives = np.asarray([h.negatives for h in histograms], dtype=np.int64).sum(axis=0)
     return ScoreHistogram(tuple(int(c) for c in positives), tuple(int(c) for c in negatives))
 
 
@@ -585,4 +585,4 @@ def _clamp01(value: float) -> float:
 
 
 def _is_count(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= 0)

@@ -128,7 +128,17 @@ def test_deployment_list_costs_a_fixed_number_of_queries(api, scene, versions, u
             "At most 10000 overrides",
         ),
     ],
-    ids=["fractional", "not-100", "negative", "unknown", "repeated", "empty", "missing", "unknown-override", "too-many"],
+    ids=[
+        "fractional",
+        "not-100",
+        "negative",
+        "unknown",
+        "repeated",
+        "empty",
+        "missing",
+        "unknown-override",
+        "too-many",
+    ],
 )
 def test_bad_deployments_are_400_naming_the_field(api, scene, versions, body, field, fragment):
     response = api.post(url("scene-deployment-list", name=scene.name), body, format="json")
