@@ -14,6 +14,7 @@ from typing import Any
 from .. import signing
 from ..client import PaiClient
 from .faults import Faults
+from .oss import OssFaults, OssServer, OssState
 from .jobs import (
     LABEL,
     LOG_PREFIX,
@@ -28,6 +29,7 @@ from .jobs import (
 from .server import EmulatorServer
 
 logger = logging.getLogger("apps.training.pai.emulator")
+PREREGISTERED_ALGORITHM = "mlab-trainer"
 
 
 class NonceLedger:
@@ -69,6 +71,10 @@ class PaiEmulator:
         port: int = 0,
         trainer_command: Sequence[str] | None = None,
         step_delay: float = 0.05,
+        region: str = "cn-emulator",
+        bucket: str = "mlab-emulator",
+        oss_prefix: str = "mlab",
+        security_token: str | None = None,
     ):
         self.work_dir = Path(work_dir)
         self.access_key_id = access_key_id
@@ -77,6 +83,17 @@ class PaiEmulator:
         self.trainer_command = list(trainer_command or default_trainer_command())
         self.step_delay = step_delay
         self.faults = Faults()
+        self.region, self.bucket, self.oss_prefix = region, bucket, oss_prefix
+        self.oss_faults = OssFaults()
+        self.oss_state = OssState(self.work_dir / "oss", (bucket,))
+        # A second key pair with an STS token, as STS AssumeRole hands out: (id, secret, token).
+        self.sts_credentials = (
+            "STS.emulator-" + secrets.token_hex(6),
+            secrets.token_urlsafe(24),
+            security_token or "emulator-sts-" + secrets.token_urlsafe(32),
+        )
+        self._oss_server: OssServer | None = None
+        self._oss_thread: threading.Thread | None = None
         self._host, self._port = host, port
         self._jobs: dict[str, EmulatedJob] = {}
         self._lock = threading.RLock()
@@ -92,7 +109,21 @@ class PaiEmulator:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="pai-emulator", daemon=True
         )
         self._thread.start()
-        logger.info("%s listening on %s (workspace %s)", LOG_PREFIX, self.endpoint, self.workspace_id)
+        self._oss_server = OssServer(
+            (self._host, 0), state=self.oss_state, faults=self.oss_faults, region=self.region, keys=self.keys()
+        )
+        self._oss_thread = threading.Thread(
+            target=self._oss_server.serve_forever, kwargs={"poll_interval": 0.1}, name="oss-emulator", daemon=True
+        )
+        self._oss_thread.start()
+        logger.info(
+            "%s listening on %s (workspace %s), its OSS on %s (bucket %s)",
+            LOG_PREFIX,
+            self.endpoint,
+            self.workspace_id,
+            self.oss_endpoint,
+            self.bucket,
+        )
         return self
 
     def stop(self) -> None:
@@ -102,6 +133,10 @@ class PaiEmulator:
             self._server.wait_idle(timeout=10)
             self._server.server_close()
             self._server = None
+        if self._oss_server is not None:
+            self._oss_server.shutdown()
+            self._oss_server.server_close()
+            self._oss_server = None
         for job in self.jobs():
             job.stop_requested.set()
         for job in self.jobs():
@@ -121,17 +156,52 @@ class PaiEmulator:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def oss_endpoint(self) -> str:
+        if self._oss_server is None:
+            raise RuntimeError("The emulator is not started.")
+        return f"http://{self._oss_server.netloc}"
+
+    def keys(self) -> dict[str, tuple[str, str]]:
+        """Access key id → (secret, STS token or ""): what the emulator's PAI and OSS accept."""
+        sts_id, sts_secret, token = self.sts_credentials
+        return {self.access_key_id: (self.access_key_secret, ""), sts_id: (sts_secret, token)}
+
     def client(self, **options: Any) -> PaiClient:
-        """A client signed with the emulator's keys (options: timeouts, retries, backoff)."""
+        """A client signed with the emulator's keys (options: timeouts, retries, backoff), reading oss://
+        outputs from the emulator's OSS."""
+        options.setdefault("oss", self.oss_store())
         return PaiClient(self.endpoint, self.access_key_id, self.access_key_secret, self.workspace_id, **options)
 
-    def settings(self) -> dict[str, str]:
-        """The ``MLAB_PAI_*`` settings that point Mlab at this emulator."""
+    def oss_store(self, **overrides: Any) -> Any:
+        """Mlab's :class:`~apps.training.pai.oss.OssStore` pointed at the emulator's OSS (``overrides``:
+        OssSettings fields, or ``credentials``)."""
+        from ..credentials import StaticCredentials
+        from ..oss import OssSettings, OssStore
+
+        credentials = overrides.pop("credentials", None) or StaticCredentials(self.access_key_id, self.access_key_secret)
+        fields = {"bucket": self.bucket, "region": self.region, "endpoint": self.oss_endpoint, "prefix": self.oss_prefix}
+        return OssStore(OssSettings(**{**fields, **overrides}), credentials)
+
+    def settings(self) -> dict[str, Any]:
+        """The ``MLAB_PAI_*`` and ``MLAB_OSS_*`` settings that point Mlab at this emulator.
+
+        ``MLAB_PAI_ALGORITHM_NAME`` names the emulator's pre-registered ``mlab-trainer`` (which runs
+        :attr:`trainer_command`); leave it empty to send an inline AlgorithmSpec with the trainer's code.
+        """
         return {
             "MLAB_PAI_ENDPOINT": self.endpoint,
             "MLAB_PAI_ACCESS_KEY_ID": self.access_key_id,
             "MLAB_PAI_ACCESS_KEY_SECRET": self.access_key_secret,
+            "MLAB_PAI_SECURITY_TOKEN": "",
+            "MLAB_PAI_CREDENTIALS": "",
             "MLAB_PAI_WORKSPACE_ID": self.workspace_id,
+            "MLAB_PAI_ALGORITHM_NAME": PREREGISTERED_ALGORITHM,
+            "MLAB_PAI_OUTPUT_URI": f"oss://{self.bucket}/{self.oss_prefix}/runs/{{run}}/output/",
+            "MLAB_OSS_BUCKET": self.bucket,
+            "MLAB_OSS_REGION": self.region,
+            "MLAB_OSS_ENDPOINT": self.oss_endpoint,
+            "MLAB_OSS_PREFIX": self.oss_prefix,
         }
 
     # -- jobs ------------------------------------------------------------------------------------------
@@ -204,13 +274,25 @@ class PaiEmulator:
         return sorted(chosen, key=lambda j: j.created_at, reverse=True)
 
     def verify(self, *, method: str, path: str, raw_query: str, headers: Mapping[str, str], body: bytes) -> None:
-        keys = {self.access_key_id: self.access_key_secret}
-        signing.verify_request(
+        keys = self.keys()
+        key_id = signing.verify_request(
             method=method,
             path=path,
             raw_query=raw_query,
             headers=headers,
             body=body,
-            secret_for=keys.get,
+            secret_for=lambda key: keys[key][0] if key in keys else None,
             nonce_seen=self._nonces.seen,
         )
+        lowered = {name.lower(): value for name, value in headers.items()}
+        token = keys[key_id][1]
+        if token and lowered.get("x-acs-security-token") != token:
+            raise signing.SignatureRejected("InvalidSecurityToken.Mismatch", 403, "The security token is not valid.")
+        if not token and "x-acs-security-token" in lowered:
+            raise signing.SignatureRejected("InvalidSecurityToken.Malformed", 403, "This key takes no security token.")
+        own = self.endpoint.removeprefix("http://")
+        if lowered.get("host") != own:
+            # The Host is signed: a request signed for another endpoint must not be accepted here.
+            raise signing.SignatureRejected(
+                "InvalidHost", 400, f"The request was signed for host {lowered.get('host')!r}; this is {own}."
+            )
