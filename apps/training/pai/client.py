@@ -126,7 +126,9 @@ class PaiClient:
         for option, name in tuning.items():
             if hasattr(settings, name):
                 options.setdefault(option, getattr(settings, name))
-        return cls(settings.MLAB_PAI_ENDPOINT, "", "", settings.MLAB_PAI_WORKSPACE_ID, credentials=credentials, **options)
+        return cls(
+            settings.MLAB_PAI_ENDPOINT, "", "", settings.MLAB_PAI_WORKSPACE_ID, credentials=credentials, **options
+        )
 
     def __repr__(self) -> str:
         return (

@@ -116,7 +116,9 @@ class OssSettings:
             "connect_timeout": "MLAB_PAI_CONNECT_TIMEOUT",
             "backoff": "MLAB_PAI_BACKOFF",
         }
-        values = {field: getattr(settings, name) for field, name in {**names, **optional}.items() if hasattr(settings, name)}
+        values = {
+            field: getattr(settings, name) for field, name in {**names, **optional}.items() if hasattr(settings, name)
+        }
         values["prefix"] = str(values.get("prefix", cls.prefix)).strip("/")
         return cls(**values)
 
@@ -287,7 +289,9 @@ class OssStore:
             if status == 404:
                 what = "The bucket" if code == "NoSuchBucket" else "Nothing"
                 return OssNotFound(f"{what} at {where} does not exist ({detail}).", status=status, code=code)
-            return OssError(f"OSS refused to {verb} {where}: {detail}: {inner.message or ''}".rstrip(": "), status=status, code=code)
+            return OssError(
+                f"OSS refused to {verb} {where}: {detail}: {inner.message or ''}".rstrip(": "), status=status, code=code
+            )
         if isinstance(inner, oss_errors.InconsistentError):
             return _Transient(f"the CRC64 of {where} did not match what OSS stored")
         if isinstance(inner, oss_errors.CredentialsBaseError):
@@ -522,11 +526,11 @@ class OssStore:
             request = oss.ListObjectsV2Request(
                 bucket=bucket, prefix=key_prefix, continuation_token=token, max_keys=1000
             )
-            page = self._retrying(
-                "list", oss_uri(bucket, key_prefix), lambda r=request: self.client.list_objects_v2(r)
-            )
+            page = self._retrying("list", oss_uri(bucket, key_prefix), lambda r=request: self.client.list_objects_v2(r))
             for item in page.contents or []:
-                yield ObjectInfo(key=item.key, size=int(item.size or 0), last_modified=item.last_modified, etag=item.etag or "")
+                yield ObjectInfo(
+                    key=item.key, size=int(item.size or 0), last_modified=item.last_modified, etag=item.etag or ""
+                )
             if not page.is_truncated:
                 return
             token = page.next_continuation_token
@@ -555,7 +559,9 @@ class OssStore:
                 return found
             key_marker, upload_marker = page.next_key_marker, page.next_upload_id_marker
 
-    def cleanup_runs(self, older_than: dt.timedelta, *, now: dt.datetime | None = None, dry_run: bool = False) -> CleanupReport:
+    def cleanup_runs(
+        self, older_than: dt.timedelta, *, now: dt.datetime | None = None, dry_run: bool = False
+    ) -> CleanupReport:
         """Delete the objects of every run under ``<prefix>/runs/`` whose newest object is older than
         ``older_than``, and abort multipart uploads under the prefix started before then. Code and other
         objects are left alone."""

@@ -142,7 +142,9 @@ def test_from_hyperparameters_refuses_what_is_not_a_payload(builtin_templates):
         from_hyperparameters({k: v for k, v in values.items() if k != PLAN_NAME})
     plan = json.loads(values[PLAN_NAME])
     with pytest.raises(HyperParameterError, match="sample.nope"):
-        from_hyperparameters({**values, PLAN_NAME: json.dumps({**plan, "params": {**plan["params"], "sample.nope": 1}})})
+        from_hyperparameters(
+            {**values, PLAN_NAME: json.dumps({**plan, "params": {**plan["params"], "sample.nope": 1}})}
+        )
     with pytest.raises(HyperParameterError, match="split.test_ratio"):
         bad = {**plan["params"], "split.test_ratio": 7.5}
         from_hyperparameters({**values, PLAN_NAME: json.dumps({**plan, "params": bad})})

@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m apps.training.trainer", description=__doc__.splitlines()[0])
     given = parser.add_mutually_exclusive_group()
     given.add_argument("--payload", type=Path, help="the training payload (JSON)")
-    given.add_argument(
-        "--hyperparameters", type=Path, help="a PAI job's hyperparameters.json (default: PAI's layout)"
-    )
+    given.add_argument("--hyperparameters", type=Path, help="a PAI job's hyperparameters.json (default: PAI's layout)")
     parser.add_argument(
         "--input", type=Path, help="the sample (.npz written by save_sample), or a channel directory holding one"
     )

@@ -238,8 +238,10 @@ class OssState:
             found = self._uploads.get(upload_id)
         if found is None or (found.bucket, found.key) != (bucket, key):
             raise OssProblem(
-                404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the "
-                "upload may have been aborted or completed."
+                404,
+                "NoSuchUpload",
+                "The specified upload does not exist. The upload ID may be invalid, or the "
+                "upload may have been aborted or completed.",
             )
         return found
 
@@ -259,9 +261,7 @@ class OssState:
 
     def uploads(self, bucket: str) -> list[MultipartUpload]:
         with self._lock:
-            return sorted(
-                (u for u in self._uploads.values() if u.bucket == bucket), key=lambda u: (u.key, u.initiated)
-            )
+            return sorted((u for u in self._uploads.values() if u.bucket == bucket), key=lambda u: (u.key, u.initiated))
 
     def read(self, bucket: str, key: str) -> bytes:
         """An object's bytes (the emulator's own jobs read their inputs this way)."""
@@ -355,7 +355,9 @@ def verify_v4(
     if stamp[:8] != match["date"]:
         raise OssProblem(403, "SignatureDoesNotMatch", "The credential scope date is not the date of x-oss-date.")
     if abs((now or dt.datetime.now(dt.UTC)) - sent) > MAX_CLOCK_SKEW:
-        raise OssProblem(403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.")
+        raise OssProblem(
+            403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large."
+        )
     additional = [h for h in (match["additional"] or "").split(";") if h]
     missing = [h for h in additional if h not in lowered]
     if missing:
@@ -380,7 +382,9 @@ def verify_v4(
     expected = hmac.new(_signing_key(secret, match["date"], match["region"], "oss"), text.encode(), hashlib.sha256)
     if not hmac.compare_digest(expected.hexdigest(), match["signature"]):
         raise OssProblem(
-            403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided."
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
         )
     return key_id
 
@@ -525,8 +529,12 @@ class _OssHandler(BaseHTTPRequestHandler):
             state.begin_upload(upload)
             return self._send_xml(
                 "InitiateMultipartUploadResult",
-                [("Bucket", bucket), ("Key", quote(key) if query.get("encoding-type") == "url" else key),
-                 ("UploadId", upload.upload_id)] + ([("EncodingType", "url")] if query.get("encoding-type") == "url" else []),
+                [
+                    ("Bucket", bucket),
+                    ("Key", quote(key) if query.get("encoding-type") == "url" else key),
+                    ("UploadId", upload.upload_id),
+                ]
+                + ([("EncodingType", "url")] if query.get("encoding-type") == "url" else []),
             )
         if operation == "UploadPart":
             upload = state.upload(bucket, key, query["uploadId"])
@@ -618,7 +626,9 @@ class _OssHandler(BaseHTTPRequestHandler):
         return blob, size, f'"{digest.hexdigest().upper()}"', str(crc)
 
     def _metadata(self) -> dict[str, str]:
-        return {k.lower()[len("x-oss-meta-") :]: v for k, v in self.headers.items() if k.lower().startswith("x-oss-meta-")}
+        return {
+            k.lower()[len("x-oss-meta-") :]: v for k, v in self.headers.items() if k.lower().startswith("x-oss-meta-")
+        }
 
     def _stored(self, blob: Path, size: int, etag: str, crc: str) -> StoredObject:
         return StoredObject(
@@ -636,7 +646,9 @@ class _OssHandler(BaseHTTPRequestHandler):
         upload = state.upload(bucket, key, query["uploadId"])
         try:
             root = ElementTree.fromstring(self._drain())
-            asked = [(int(p.findtext("PartNumber") or 0), (p.findtext("ETag") or "").strip()) for p in root.iter("Part")]
+            asked = [
+                (int(p.findtext("PartNumber") or 0), (p.findtext("ETag") or "").strip()) for p in root.iter("Part")
+            ]
         except (ElementTree.ParseError, ValueError):
             raise OssProblem(400, "MalformedXML", "The XML you provided was not well-formed.") from None
         if not asked or [n for n, _ in asked] != sorted({n for n, _ in asked}):

@@ -14,7 +14,6 @@ from typing import Any
 from .. import signing
 from ..client import PaiClient
 from .faults import Faults
-from .oss import OssFaults, OssServer, OssState
 from .jobs import (
     LABEL,
     LOG_PREFIX,
@@ -26,6 +25,7 @@ from .jobs import (
     new_job_id,
     validate_create_body,
 )
+from .oss import OssFaults, OssServer, OssState
 from .server import EmulatorServer
 
 logger = logging.getLogger("apps.training.pai.emulator")
@@ -179,8 +179,15 @@ class PaiEmulator:
         from ..credentials import StaticCredentials
         from ..oss import OssSettings, OssStore
 
-        credentials = overrides.pop("credentials", None) or StaticCredentials(self.access_key_id, self.access_key_secret)
-        fields = {"bucket": self.bucket, "region": self.region, "endpoint": self.oss_endpoint, "prefix": self.oss_prefix}
+        credentials = overrides.pop("credentials", None) or StaticCredentials(
+            self.access_key_id, self.access_key_secret
+        )
+        fields = {
+            "bucket": self.bucket,
+            "region": self.region,
+            "endpoint": self.oss_endpoint,
+            "prefix": self.oss_prefix,
+        }
         return OssStore(OssSettings(**{**fields, **overrides}), credentials)
 
     def settings(self) -> dict[str, Any]:
