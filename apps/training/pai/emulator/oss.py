@@ -47,7 +47,7 @@ from urllib.parse import quote, unquote, urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from .jobs import LABEL, LOG_PREFIX
+from .label import LABEL, LOG_PREFIX
 
 logger = logging.getLogger("apps.training.pai.emulator.oss")
 

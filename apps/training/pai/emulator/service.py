@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import secrets
@@ -26,10 +27,19 @@ from .jobs import (
     validate_create_body,
 )
 from .oss import OssFaults, OssServer, OssState
+from .program import AlgorithmRegistry, JobProgram, JobRole, program_from_spec
 from .server import EmulatorServer
 
 logger = logging.getLogger("apps.training.pai.emulator")
 PREREGISTERED_ALGORITHM = "mlab-trainer"
+# ListTrainingJobs without StartTime lists the jobs created in the last 7 days (the SDK documents the default).
+LIST_DEFAULT_WINDOW = dt.timedelta(days=7)
+SORT_KEYS = {
+    "GmtCreateTime": lambda job: job.created_at,
+    "GmtModifiedTime": lambda job: job.modified_at,
+    "TrainingJobName": lambda job: str(job.body.get("TrainingJobName")),
+    "Status": lambda job: job.status,
+}
 
 
 class NonceLedger:
@@ -86,6 +96,7 @@ class PaiEmulator:
         self.region, self.bucket, self.oss_prefix = region, bucket, oss_prefix
         self.oss_faults = OssFaults()
         self.oss_state = OssState(self.work_dir / "oss", (bucket,))
+        self.algorithms = AlgorithmRegistry()
         # A second key pair with an STS token, as STS AssumeRole hands out: (id, secret, token).
         self.sts_credentials = (
             "STS.emulator-" + secrets.token_hex(6),
@@ -234,6 +245,7 @@ class PaiEmulator:
         problems = validate_create_body(body, self.workspace_id)
         if problems:
             raise InvalidJobBody(" ".join(problems))
+        program = self.program_for(body)
         job_id = new_job_id()
         workdir = self.work_dir / job_id
         workdir.mkdir(parents=True)
@@ -242,7 +254,8 @@ class PaiEmulator:
             job_id=job_id,
             body=json.loads(json.dumps(body)),
             workdir=workdir,
-            command_template=list(self.trainer_command),
+            program=program,
+            role=JobRole(self.oss_state, self.oss_faults),
             step_delay=self.step_delay,
             create_failed=create_failed,
             fail_running=fail_running,
@@ -252,6 +265,33 @@ class PaiEmulator:
         JobRunner(job).start()
         logger.info("%s job %s created (%s)", LOG_PREFIX, job_id, body.get("TrainingJobName"))
         return job
+
+    def program_for(self, body: Mapping[str, Any]) -> JobProgram:
+        """What a job of this body runs: its inline spec, a registered version's spec, or the pre-registered
+        trainer. A registered algorithm's job may send only the hyper-parameters its version declares."""
+        if body.get("AlgorithmSpec") is not None:
+            return program_from_spec(body["AlgorithmSpec"])
+        name, version = body.get("AlgorithmName"), body.get("AlgorithmVersion") or ""
+        spec = self.algorithms.version_spec(self.workspace_id, str(name), str(version))
+        if spec is None:
+            if name == PREREGISTERED_ALGORITHM:
+                return JobProgram(command=list(self.trainer_command), legacy=True)
+            raise InvalidJobBody(
+                f"Algorithm {name} version {version or '(none given)'} does not exist in the workspace."
+            )
+        program = program_from_spec(spec, declare=True)
+        declared = {h.get("Name") for h in program.declared_hyperparameters or []}
+        undeclared = sorted({h.get("Name") for h in body.get("HyperParameters") or []} - declared)
+        if undeclared:
+            raise InvalidJobBody(f"HyperParameters not declared by {name} {version}: {', '.join(undeclared)}.")
+        required = sorted(
+            h["Name"]
+            for h in program.declared_hyperparameters or []
+            if h.get("Required") and h.get("Name") not in {x.get("Name") for x in body.get("HyperParameters") or []}
+        )
+        if required:
+            raise InvalidJobBody(f"HyperParameters required by {name} {version} are missing: {', '.join(required)}.")
+        return program
 
     def stop_job(self, job_id: str) -> EmulatedJob:
         job = self.job(job_id)
@@ -267,18 +307,37 @@ class PaiEmulator:
         labels: Mapping[str, str] | None = None,
         status: str | None = None,
         name: str | None = None,
+        job_id: str | None = None,
+        algorithm_name: str | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        sort_by: str | None = None,
+        order: str | None = None,
     ) -> list[EmulatedJob]:
-        """ListTrainingJobs' filters: jobs of the workspace carrying every label, newest first."""
+        """ListTrainingJobs' filters, as the service applies them: jobs of the workspace created between
+        ``start`` (default: 7 days ago) and ``end`` (default: now) that carry every label and match the other
+        filters, sorted by ``sort_by`` (GmtCreateTime by default) in ``order`` (desc by default)."""
         if workspace_id and workspace_id != self.workspace_id:
             return []
+        moment = dt.datetime.now(dt.UTC)
+        start = start or moment - LIST_DEFAULT_WINDOW
+        end = end or moment
         chosen = [
             job
             for job in self.jobs()
             if all(job.labels.get(str(k)) == str(v) for k, v in (labels or {}).items())
             and (not status or job.status == status)
             and (not name or job.body.get("TrainingJobName") == name)
+            and (not job_id or job.job_id == job_id)
+            and (not algorithm_name or job.body.get("AlgorithmName") == algorithm_name)
+            and start <= job.created_at <= end
         ]
-        return sorted(chosen, key=lambda j: j.created_at, reverse=True)
+        key = SORT_KEYS.get(sort_by or "GmtCreateTime")
+        if key is None:
+            raise ValueError(f"SortBy must be one of {', '.join(SORT_KEYS)}.")
+        if (order or "desc").lower() not in ("asc", "desc"):
+            raise ValueError("Order must be asc or desc.")
+        return sorted(chosen, key=key, reverse=(order or "desc").lower() == "desc")
 
     def verify(self, *, method: str, path: str, raw_query: str, headers: Mapping[str, str], body: bytes) -> None:
         keys = self.keys()
