@@ -226,6 +226,7 @@ class OssStore:
         self.credentials = credentials
         endpoint = settings.endpoint if "://" in settings.endpoint else f"https://{settings.endpoint}"
         self.endpoint = endpoint
+        self.endpoint_host = urlsplit(endpoint).netloc
         self.client = client or self._sdk_client(endpoint)
 
     def _sdk_client(self, endpoint: str) -> Any:

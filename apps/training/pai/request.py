@@ -168,7 +168,7 @@ def create_job_body(
     if settings.inline:
         if code is None:
             raise ValueError("An inline AlgorithmSpec needs the trainer's code on OSS: upload it first.")
-        body["AlgorithmSpec"] = algorithm_spec(settings, code_uri=code.uri)
+        body["AlgorithmSpec"] = algorithm_spec(settings, code=code)
     else:
         body["AlgorithmName"] = settings.algorithm_name
         body["AlgorithmVersion"] = settings.algorithm_version
@@ -200,7 +200,9 @@ def create_job_body(
     return body
 
 
-def algorithm_spec(settings: JobSettings, *, code_uri: str, declare_hyperparameters: bool = False) -> dict[str, Any]:
+def algorithm_spec(
+    settings: JobSettings, *, code: TrainerCode, declare_hyperparameters: bool = False
+) -> dict[str, Any]:
     """Mlab's trainer as PAI's ``AlgorithmSpec``: inline in a job, or registered (``declare_hyperparameters``:
     every hyper-parameter the trainer takes, as a registered algorithm must list them)."""
     if not settings.image:
@@ -210,7 +212,7 @@ def algorithm_spec(settings: JobSettings, *, code_uri: str, declare_hyperparamet
         "Image": settings.image,
         "JobType": settings.job_type,
         "Command": list(TRAINER_COMMAND),
-        "CodeDir": {"LocationType": "oss", "LocationValue": code_uri},
+        "CodeDir": code.location(),
         "InputChannels": [{"Name": INPUT_CHANNEL, "Description": "the run's sample (.npz)", **channel}],
         "OutputChannels": [{"Name": OUTPUT_CHANNEL, "Description": "model.onnx and report.json", **channel}],
         "MetricDefinitions": [

@@ -70,7 +70,16 @@ class TrainerCode:
     uri: str
     sha256: str
     requirements: tuple[str, ...]
+    endpoint: str = ""  # the OSS endpoint's host, as PAI's CodeDir Location names it
     reused: bool = False
+
+    def location(self) -> dict[str, object]:
+        """PAI's ``CodeDir``: a Location whose value names the bucket, the key and the endpoint."""
+        bucket, _, key = self.uri.removeprefix("oss://").partition("/")
+        value: dict[str, str] = {"Bucket": bucket, "Key": key}
+        if self.endpoint:
+            value["Endpoint"] = self.endpoint
+        return {"LocationType": "oss", "LocationValue": value}
 
 
 def source_files(root: Path = REPO_ROOT) -> list[str]:
@@ -143,4 +152,10 @@ def upload_trainer_code(store: Any, archive: TrainerArchive | None = None) -> Tr
     key = store.code_key(archive.sha256)
     with tempfile.TemporaryDirectory(prefix="mlab-trainer-code-") as directory:
         stored = store.ensure_uploaded(archive.write(directory), key, sha256=archive.sha256)
-    return TrainerCode(uri=stored.uri, sha256=archive.sha256, requirements=archive.requirements, reused=stored.reused)
+    return TrainerCode(
+        uri=stored.uri,
+        sha256=archive.sha256,
+        requirements=archive.requirements,
+        endpoint=store.endpoint_host,
+        reused=stored.reused,
+    )

@@ -18,7 +18,6 @@ from apps.training.pai.request import (
     ecs_spec_for,
     run_label,
 )
-
 from apps.training.pai.trainer_code import TrainerCode
 
 from .pai_support import BUILTIN_SLUGS, template_payload
@@ -31,6 +30,7 @@ CODE = TrainerCode(
     uri="oss://mlab-data/mlab/code/mlab-trainer-" + "ab" * 32 + ".tar.gz",
     sha256="ab" * 32,
     requirements=("numpy==2.4.6", "scikit-learn==1.9.1"),
+    endpoint="oss-cn-hangzhou-internal.aliyuncs.com",
 )
 # AlgorithmSpec's fields, as the SDK's AlgorithmSpec.to_map names them.
 SPEC_FIELDS = {
@@ -114,7 +114,14 @@ def test_body_uses_only_pai_fields_and_carries_the_whole_payload(builtin_templat
     assert "AlgorithmName" not in body  # inline: PAI's SDK takes a spec or a name, never both
     spec = body["AlgorithmSpec"]
     assert spec["Image"] == IMAGE and spec["Command"] == ["python", "-m", "apps.training.trainer"]
-    assert spec["CodeDir"] == {"LocationType": "oss", "LocationValue": CODE.uri}
+    assert spec["CodeDir"] == {
+        "LocationType": "oss",
+        "LocationValue": {
+            "Bucket": "mlab-data",
+            "Key": "mlab/code/mlab-trainer-" + "ab" * 32 + ".tar.gz",
+            "Endpoint": "oss-cn-hangzhou-internal.aliyuncs.com",
+        },
+    }
     assert [c["Name"] for c in spec["InputChannels"]] == ["train"]
     assert [c["Name"] for c in spec["OutputChannels"]] == ["model"]
     assert "auc" in {m["Name"] for m in spec["MetricDefinitions"]}
@@ -176,7 +183,7 @@ def test_an_inline_spec_needs_the_code_and_an_image(builtin_templates):
 
 
 def test_a_registered_spec_declares_every_hyperparameter_a_job_sends(builtin_templates):
-    spec = algorithm_spec(SETTINGS, code_uri=CODE.uri, declare_hyperparameters=True)
+    spec = algorithm_spec(SETTINGS, code=CODE, declare_hyperparameters=True)
     declared = {h["Name"] for h in spec["HyperParameters"]}
     for slug in BUILTIN_SLUGS:
         sent = {h["Name"] for h in _body(builtin_templates[slug])["HyperParameters"]}

@@ -259,15 +259,16 @@ class EmulatedJob:
         """The channel's OutputUri exactly as sent; one the body did not give is the emulator's http copy."""
         return channel.get("OutputUri") or f"{base_url}/outputs/{self.job_id}/{channel['Name']}/"
 
-    def describe(self, base_url: str) -> dict[str, Any]:
-        """The job as GetTrainingJob answers it, with the types Alibaba's SDK declares."""
+    def describe(self, base_url: str, *, listed: bool = False) -> dict[str, Any]:
+        """The job as GetTrainingJob (or, ``listed``, ListTrainingJobs) answers it, with the types Alibaba's
+        SDK declares for each (its Scheduler values are strings in one and numbers in the other)."""
         with self.lock:
             outputs = [
                 {**{k: v for k, v in ch.items() if k != "OutputUri"}, "OutputUri": self.output_uri(ch, base_url)}
                 for ch in self.body.get("OutputChannels") or []
             ]
             end = self.finished_at or now()
-            scheduler = {k: str(v) for k, v in (self.body.get("Scheduler") or {}).items()}  # the SDK says str
+            scheduler = {k: v if listed else str(v) for k, v in (self.body.get("Scheduler") or {}).items()}
             described: dict[str, Any] = {
                 "TrainingJobId": self.job_id,
                 "TrainingJobName": self.body.get("TrainingJobName"),

@@ -78,10 +78,11 @@ def spec_problems(spec: Any, where: str = "AlgorithmSpec") -> list[str]:
         problems.append(f"{where}.Command is required: a list of strings.")
     code = spec.get("CodeDir")
     if code is not None:
-        if not isinstance(code, dict) or code.get("LocationType") != "oss":
+        value = code.get("LocationValue") if isinstance(code, dict) else None
+        if not isinstance(code, dict) or str(code.get("LocationType", "")).lower() != "oss":
             problems.append(f"{where}.CodeDir must be a Location with LocationType oss.")
-        elif not str(code.get("LocationValue", "")).startswith("oss://"):
-            problems.append(f"{where}.CodeDir.LocationValue must be an oss:// URI.")
+        elif not isinstance(value, dict) or not value.get("Bucket") or not value.get("Key"):
+            problems.append(f"{where}.CodeDir.LocationValue must be an object with Bucket and Key (and Endpoint).")
     for key in ("MetricDefinitions",):
         for index, item in enumerate(spec.get(key) or []):
             if not isinstance(item, dict) or not item.get("Name") or not item.get("Regex"):
@@ -104,11 +105,16 @@ def program_from_spec(spec: Mapping[str, Any], *, declare: bool = False) -> JobP
     return JobProgram(
         command=list(spec["Command"]),
         image=str(spec.get("Image", "")),
-        code_uri=str((spec.get("CodeDir") or {}).get("LocationValue", "")),
+        code_uri=_code_uri(spec.get("CodeDir")),
         metric_definitions=[dict(m) for m in spec.get("MetricDefinitions") or []],
         progress_regex=str(((spec.get("ProgressDefinitions") or {}).get("OverallProgress") or {}).get("Regex", "")),
         declared_hyperparameters=list(spec.get("HyperParameters") or []) if declare else None,
     )
+
+
+def _code_uri(code: Any) -> str:
+    value = (code or {}).get("LocationValue") or {}
+    return f"oss://{value['Bucket']}/{value['Key']}" if value else ""
 
 
 @dataclass

@@ -260,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 raise ApiError(400, "InvalidParameter", str(exc)) from None
             shown = jobs[(page - 1) * size : page * size]
-            return self._ok(TrainingJobs=[job.describe(base) for job in shown], TotalCount=len(jobs))
+            return self._ok(TrainingJobs=[job.describe(base, listed=True) for job in shown], TotalCount=len(jobs))
         if action == "GetTrainingJob":
             return self._ok(**emulator.job(args["job_id"]).describe(base))
         if action == "StopTrainingJob":

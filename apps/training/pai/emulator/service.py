@@ -173,6 +173,9 @@ class PaiEmulator:
             raise RuntimeError("The emulator is not started.")
         return f"http://{self._oss_server.netloc}"
 
+    def oss_uri(self, key: str) -> str:
+        return f"oss://{self.bucket}/{key}"
+
     def keys(self) -> dict[str, tuple[str, str]]:
         """Access key id → (secret, STS token or ""): what the emulator's PAI and OSS accept."""
         sts_id, sts_secret, token = self.sts_credentials
