@@ -34,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 API_VERSION = "2022-01-12"
 JOBS_PATH = "/api/v1/trainingjobs"
+ALGORITHMS_PATH = "/api/v1/algorithms"
 JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 
 
 class _Transient(Exception):
@@ -141,7 +143,16 @@ class PaiClient:
         return self.credentials.get().access_key_id
 
     # -- transport ---------------------------------------------------------------------------------------
-    def _send(self, method: str, path: str, *, action: str, query: Mapping[str, str], body: bytes | None) -> Any:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        query: Mapping[str, str],
+        body: bytes | None,
+        content_type: str = JSON,
+    ) -> Any:
         payload = body or b""
         credentials = self.credentials.get()
         headers = signing.sign_request(
@@ -155,7 +166,7 @@ class PaiClient:
             access_key_id=credentials.access_key_id,
             access_key_secret=credentials.secret(),
             security_token=credentials.token(),
-            content_type=JSON if body is not None else None,
+            content_type=content_type if body is not None else None,
         )
         headers["Accept"] = JSON
         # The query string is encoded by hand so that what is sent is byte for byte what was signed.
@@ -191,11 +202,14 @@ class PaiClient:
         query: Mapping[str, str] | None = None,
         body: bytes | None = None,
         retries: int | None = None,
+        content_type: str = JSON,
     ) -> Any:
         retries = self.max_retries if retries is None else retries
         for attempt in range(retries + 1):
             try:
-                result = self._send(method, path, action=action, query=query or {}, body=body)
+                result = self._send(
+                    method, path, action=action, query=query or {}, body=body, content_type=content_type
+                )
                 logger.debug("PAI %s %s ok (attempt %d)", action, path, attempt + 1)
                 return result
             except _Transient as exc:
@@ -278,6 +292,43 @@ class PaiClient:
             if not batch or len(lines) >= int(result.get("TotalCount") or 0):
                 break
         return lines
+
+    # -- algorithms (pai_register_algorithm) ------------------------------------------------------------
+    def _form(self, fields: Mapping[str, str]) -> bytes:
+        # PAI takes these calls as form fields (its SDK sends them so); values encoded as in a signature.
+        return signing.canonical_query({k: v for k, v in fields.items() if v}).encode()
+
+    def list_algorithms(self, name: str) -> list[dict[str, Any]]:
+        """ListAlgorithms of the workspace named ``name`` (at most one: names are unique in a workspace)."""
+        query = {"WorkspaceId": self.workspace_id, "AlgorithmName": name, "PageSize": "50", "PageNumber": "1"}
+        return list(self._call("GET", ALGORITHMS_PATH, action="ListAlgorithms", query=query).get("Algorithms") or [])
+
+    def create_algorithm(self, name: str, *, display_name: str = "", description: str = "") -> str:
+        """CreateAlgorithm in the workspace; returns its AlgorithmId."""
+        body = self._form(
+            {
+                "AlgorithmName": name,
+                "DisplayName": display_name,
+                "AlgorithmDescription": description,
+                "WorkspaceId": self.workspace_id,
+            }
+        )
+        result = self._call("POST", ALGORITHMS_PATH, action="CreateAlgorithm", body=body, content_type=FORM)
+        return str(result["AlgorithmId"])
+
+    def list_algorithm_versions(self, algorithm_id: str) -> list[dict[str, Any]]:
+        path = f"{ALGORITHMS_PATH}/{algorithm_id}/versions"
+        query = {"PageSize": "100", "PageNumber": "1"}
+        return list(self._call("GET", path, action="ListAlgorithmVersions", query=query).get("AlgorithmVersions") or [])
+
+    def get_algorithm_version(self, algorithm_id: str, version: str) -> dict[str, Any]:
+        return self._call("GET", f"{ALGORITHMS_PATH}/{algorithm_id}/versions/{version}", action="GetAlgorithmVersion")
+
+    def create_algorithm_version(self, algorithm_id: str, version: str, spec: Mapping[str, Any]) -> None:
+        """CreateAlgorithmVersion: ``spec`` is PAI's AlgorithmSpec (see :func:`~.request.algorithm_spec`)."""
+        body = self._form({"AlgorithmSpec": json.dumps(spec, separators=(",", ":"), ensure_ascii=False)})
+        path = f"{ALGORITHMS_PATH}/{algorithm_id}/versions/{version}"
+        self._call("POST", path, action="CreateAlgorithmVersion", body=body, content_type=FORM)
 
     # -- output -----------------------------------------------------------------------------------------
     def download_output(self, uri: str, dest_path: str | os.PathLike[str], *, max_bytes: int = 2**31) -> Path:

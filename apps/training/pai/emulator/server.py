@@ -220,6 +220,12 @@ class _Handler(BaseHTTPRequestHandler):
         if lowered.get("x-acs-version") != API_VERSION:
             raise ApiError(400, "InvalidVersion", f"x-acs-version must be {API_VERSION}.")
 
+        if emulator.faults.denied(action):
+            raise ApiError(
+                403,
+                "Forbidden.RAM",
+                f"The RAM user is not authorized to perform paistudio:{action} in workspace {emulator.workspace_id}.",
+            )
         error_status = emulator.faults.take_error(action)
         if error_status is not None:
             raise ApiError(error_status, "InternalError", f"{LABEL}: failing this {action} as it was told to.")
