@@ -81,6 +81,13 @@ def crc64_function() -> Any:
     return crcmod.mkCrcFun(0x142F0E1EBA9EA3693, initCrc=0, xorOut=0xFFFFFFFFFFFFFFFF, rev=True)
 
 
+def crc64_combine() -> Any:
+    """CRC64 of A+B from CRC64(A), CRC64(B) and len(B) (the OSS SDK's combine, over crcmod's polynomial)."""
+    from alibabacloud_oss_v2.crc import mkCombineFun
+
+    return mkCombineFun(0x142F0E1EBA9EA3693, initCrc=0, rev=True, xorOut=0xFFFFFFFFFFFFFFFF)
+
+
 def iso_time(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -101,6 +108,15 @@ class StoredObject:
     content_type: str
     metadata: dict[str, str]
     object_type: str = "Normal"
+    tail: list[Path] = field(default_factory=list)  # a multipart object's later parts, in order
+
+    @property
+    def blobs(self) -> list[Path]:
+        return [self.blob, *self.tail]
+
+    def discard(self) -> None:
+        for blob in self.blobs:
+            blob.unlink(missing_ok=True)
 
 
 @dataclass
@@ -112,6 +128,7 @@ class MultipartUpload:
     content_type: str
     metadata: dict[str, str]
     parts: dict[int, tuple[Path, int, str]] = field(default_factory=dict)  # number → (blob, size, etag)
+    part_crcs: dict[int, int] = field(default_factory=dict)
 
 
 class OssFaults:
@@ -209,7 +226,7 @@ class OssState:
             previous = objects.get(key)
             objects[key] = stored
         if previous is not None:
-            previous.blob.unlink(missing_ok=True)
+            previous.discard()
 
     def get(self, bucket: str, key: str) -> StoredObject:
         with self._lock:
@@ -222,7 +239,7 @@ class OssState:
         with self._lock:
             found = self._bucket(bucket).pop(key, None)
         if found is not None:
-            found.blob.unlink(missing_ok=True)
+            found.discard()
 
     def keys(self, bucket: str) -> list[str]:
         with self._lock:
@@ -245,13 +262,14 @@ class OssState:
             )
         return found
 
-    def add_part(self, upload: MultipartUpload, number: int, blob: Path, size: int, etag: str) -> None:
+    def add_part(self, upload: MultipartUpload, number: int, blob: Path, size: int, etag: str, crc: int) -> None:
         with self._lock:
             if upload.upload_id not in self._uploads:
                 blob.unlink(missing_ok=True)
                 raise OssProblem(404, "NoSuchUpload", "The specified upload does not exist.")
             previous = upload.parts.get(number)
             upload.parts[number] = (blob, size, etag)
+            upload.part_crcs[number] = crc
         if previous is not None:
             previous[0].unlink(missing_ok=True)
 
@@ -265,7 +283,7 @@ class OssState:
 
     def read(self, bucket: str, key: str) -> bytes:
         """An object's bytes (the emulator's own jobs read their inputs this way)."""
-        return self.get(bucket, key).blob.read_bytes()
+        return b"".join(blob.read_bytes() for blob in self.get(bucket, key).blobs)
 
     def write_file(self, bucket: str, key: str, source: Path, content_type: str = "application/octet-stream") -> None:
         """Store a file as an object (how a job's output channel reaches OSS)."""
@@ -545,7 +563,7 @@ class _OssHandler(BaseHTTPRequestHandler):
             if not 1 <= number <= 10000:
                 raise OssProblem(400, "InvalidArgument", "partNumber must be a whole number from 1 to 10000.")
             blob, size, etag, crc = self._receive(operation)
-            state.add_part(upload, number, blob, size, etag)
+            state.add_part(upload, number, blob, size, etag, int(crc))
             return self._send(200, headers={"ETag": etag, "x-oss-hash-crc64ecma": crc})
         if operation == "CompleteMultipartUpload":
             return self._complete(bucket, key, query)
@@ -657,25 +675,24 @@ class _OssHandler(BaseHTTPRequestHandler):
             part = upload.parts.get(number)
             if part is None or part[2].strip('"') != etag.strip('"'):
                 raise OssProblem(400, "InvalidPart", f"Part {number} was not uploaded, or its ETag does not match.")
-        blob = state.new_blob()
-        crc, crc_of, md5s = 0, crc64_function(), hashlib.md5()  # noqa: S324
-        with blob.open("wb") as out:
-            for number, _ in asked:
-                part_blob, _, part_etag = upload.parts[number]
-                md5s.update(bytes.fromhex(part_etag.strip('"')))
-                with part_blob.open("rb") as source:
-                    while chunk := source.read(BLOCK):
-                        crc = crc_of(chunk, crc)
-                        out.write(chunk)
+        # Like OSS, the parts become the object as they are: nothing is copied, the CRC64s are combined.
         if state.end_upload(upload.upload_id) is None:
-            blob.unlink(missing_ok=True)
             raise OssProblem(404, "NoSuchUpload", "The specified upload does not exist.")
-        for part_blob, _, _ in upload.parts.values():
+        combine = crc64_combine()
+        crc, md5s, blobs, size = 0, hashlib.md5(), [], 0  # noqa: S324
+        for number, _ in asked:
+            part_blob, part_size, part_etag = upload.parts.pop(number)
+            md5s.update(bytes.fromhex(part_etag.strip('"')))
+            crc = combine(crc, upload.part_crcs[number], part_size) if blobs else upload.part_crcs[number]
+            blobs.append(part_blob)
+            size += part_size
+        for part_blob, _, _ in upload.parts.values():  # uploaded but not named in the list: dropped
             part_blob.unlink(missing_ok=True)
         etag = f'"{md5s.hexdigest().upper()}-{len(asked)}"'
         stored = StoredObject(
-            blob=blob,
-            size=blob.stat().st_size,
+            blob=blobs[0],
+            tail=blobs[1:],
+            size=size,
             etag=etag,
             crc64=str(crc),
             last_modified=dt.datetime.now(dt.UTC),
@@ -840,8 +857,9 @@ class _OssHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             try:
-                with stored.blob.open("rb") as source:
-                    shutil.copyfileobj(source, self.wfile, BLOCK)
+                for blob in stored.blobs:
+                    with blob.open("rb") as source:
+                        shutil.copyfileobj(source, self.wfile, BLOCK)
             except FileNotFoundError:  # overwritten or deleted while being read: the client sees a short body
                 self.close_connection = True
         return 200
