@@ -1,6 +1,6 @@
 """Benchmark: the PAI data path's transfers through the PAI emulator's OSS, Mlab's code against Alibaba's SDK.
 
-    python -m bench.pai_transfer [--rows 1000000] [--model-mib 50] [--rounds 3]
+    python -m bench.pai_transfer [--rows 1000000] [--model-mib 50] [--rounds 5]
 
 - upload: a 1,000,000-row sample (.npz, as the pai engine writes it) with ``data_path.stage_sample``
   (OssStore: multipart above the threshold, each part retried, the SDK's CRC64 check) against the official
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--model-mib", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
 
     import alibabacloud_oss_v2 as oss

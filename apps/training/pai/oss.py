@@ -34,8 +34,10 @@ import os
 import random
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -94,6 +96,7 @@ class OssSettings:
     prefix: str = "mlab"
     multipart_threshold: int = 64 * MiB
     part_size: int = 16 * MiB
+    parallel_parts: int = 2
     max_retries: int = 4
     backoff: float = 0.5
     max_backoff: float = 20.0
@@ -311,7 +314,7 @@ class OssStore:
         for attempt in range(retries + 1):
             try:
                 return attempt_once()
-            except (OssIntegrityError, OssAccessDenied, OssNotFound):
+            except OssError:
                 raise
             except _Transient as exc:
                 failure: OssError | _Transient = exc
@@ -388,11 +391,30 @@ class OssStore:
         upload_id = self._retrying("write", where, initiate)
         completed = False
         try:
-            parts = []
-            with path.open("rb") as source:
-                for number, offset in enumerate(range(0, size, self.settings.part_size), start=1):
-                    length = min(self.settings.part_size, size - offset)
-                    parts.append(self._upload_part(source, key, upload_id, number, offset, length))
+            offsets = list(enumerate(range(0, size, self.settings.part_size), start=1))
+            stop = threading.Event()  # set when the upload fails: the other parts give up at their next attempt
+            pool = ThreadPoolExecutor(max(1, self.settings.parallel_parts), thread_name_prefix="oss-part")
+            try:
+                with path.open("rb") as source:
+                    futures = [
+                        pool.submit(
+                            self._upload_part,
+                            source,
+                            key,
+                            upload_id,
+                            number,
+                            offset,
+                            min(self.settings.part_size, size - offset),
+                            stop,
+                        )
+                        for number, offset in offsets
+                    ]
+                    parts = [future.result() for future in futures]  # in part order; the first failure is raised
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
             def complete() -> str:
                 request = oss.CompleteMultipartUploadRequest(
@@ -411,11 +433,12 @@ class OssStore:
                 self._abort(key, upload_id)
 
     def _upload_part(
-        self, source: BinaryIO, key: str, upload_id: str, number: int, offset: int, length: int
+        self, source: BinaryIO, key: str, upload_id: str, number: int, offset: int, length: int, stop: threading.Event
     ) -> oss.UploadPart:
         def send() -> oss.UploadPart:
-            source.seek(offset)
-            chunk = source.read(length)
+            if stop.is_set():
+                raise OssError(f"The upload of {self.uri(key)} was abandoned; part {number} was not sent.")
+            chunk = os.pread(source.fileno(), length, offset)  # no shared file position between threads
             request = oss.UploadPartRequest(
                 bucket=self.bucket, key=key, upload_id=upload_id, part_number=number, body=chunk
             )

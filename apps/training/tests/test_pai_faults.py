@@ -159,9 +159,10 @@ def test_a_multipart_upload_that_fails_is_aborted(pai_emulator, tmp_path):
     path = tmp_path / "sample.npz"
     path.write_bytes(os.urandom(2 * 1024 * 1024))
     store = pai_emulator.oss_store(backoff=0.01, max_retries=2, multipart_threshold=1024 * 1024, part_size=512 * 1024)
-    pai_emulator.oss_faults.fail_next(3, status=503, operation="UploadPart")
+    pai_emulator.oss_faults.fail_next(1000, status=503, operation="UploadPart")
     with pytest.raises(OssError, match=r"part 1\).*gave up after 3 attempts"):
         store.upload_file(path, store.run_input_key(4))
+    pai_emulator.oss_faults.clear()
     assert store.incomplete_uploads() == [] and store.head(store.run_input_key(4)) is None
 
 
