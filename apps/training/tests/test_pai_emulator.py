@@ -174,6 +174,15 @@ def test_a_job_that_runs_past_its_limit_fails(emulator, tmp_path):
     assert (job["Status"], job["ReasonCode"]) == (PaiStatus.FAILED, "JobTimeout")
 
 
+def test_the_time_limit_is_the_tighter_of_minutes_and_seconds():
+    from apps.training.pai.emulator.jobs import time_limit
+
+    assert time_limit({}) == 0
+    assert time_limit({"Scheduler": {"MaxRunningTimeInMinutes": 2}}) == 120
+    assert time_limit({"Scheduler": {"MaxRunningTimeInMinutes": 2, "MaxRunningTimeInSeconds": 30}}) == 30
+    assert time_limit({"Scheduler": {"MaxRunningTimeInMinutes": 1, "MaxRunningTimeInSeconds": 300}}) == 60
+
+
 def test_stopping_the_emulator_stops_its_jobs(tmp_path):
     sample = tmp_path / "s.csv"
     sample.write_text("a\n")
