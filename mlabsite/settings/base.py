@@ -209,13 +209,30 @@ LOGGING = {
 MLAB_PAI_ENDPOINT = env.str("MLAB_PAI_ENDPOINT", default="")
 MLAB_PAI_ACCESS_KEY_ID = env.str("MLAB_PAI_ACCESS_KEY_ID", default="")
 MLAB_PAI_ACCESS_KEY_SECRET = env.str("MLAB_PAI_ACCESS_KEY_SECRET", default="")
+# An STS token (with an STS AccessKey pair above): signed as x-acs-security-token / x-oss-security-token.
+MLAB_PAI_SECURITY_TOKEN = env.str("MLAB_PAI_SECURITY_TOKEN", default="")
+# access-key | sts | default-chain (alibabacloud-credentials: env, ~/.alibabacloud/credentials, ECS RAM role);
+# empty: the AccessKey pair (with the token when set).
+MLAB_PAI_CREDENTIALS = env.str("MLAB_PAI_CREDENTIALS", default="")
 MLAB_PAI_WORKSPACE_ID = env.str("MLAB_PAI_WORKSPACE_ID", default="")
-MLAB_PAI_ALGORITHM_NAME = env.str("MLAB_PAI_ALGORITHM_NAME", default="mlab-trainer")
+# Empty: each job carries an inline AlgorithmSpec running Mlab's trainer from its code on OSS. Set: jobs run
+# the algorithm registered under this name (manage.py pai_register_algorithm).
+MLAB_PAI_ALGORITHM_NAME = env.str("MLAB_PAI_ALGORITHM_NAME", default="")
 MLAB_PAI_ALGORITHM_PROVIDER = env.str("MLAB_PAI_ALGORITHM_PROVIDER", default="")
 MLAB_PAI_ALGORITHM_VERSION = env.str("MLAB_PAI_ALGORITHM_VERSION", default="v1.0.0")
 MLAB_PAI_RESOURCE_ID = env.str("MLAB_PAI_RESOURCE_ID", default="")
 MLAB_PAI_ECS_SPEC = env.str("MLAB_PAI_ECS_SPEC", default="ecs.c6.xlarge")
 MLAB_PAI_MAX_RUNNING_SECONDS = env.int("MLAB_PAI_MAX_RUNNING_SECONDS", default=6 * 3600)
+# The inline AlgorithmSpec: the training image (Python 3.11 with pip; required for inline jobs), its job type,
+# and whether the trainer's pinned requirements are sent as PythonRequirements for PAI to install.
+MLAB_PAI_IMAGE = env.str("MLAB_PAI_IMAGE", default="")
+MLAB_PAI_JOB_TYPE = env.str("MLAB_PAI_JOB_TYPE", default="PyTorchJob")
+MLAB_PAI_PYTHON_REQUIREMENTS = env.bool("MLAB_PAI_PYTHON_REQUIREMENTS", default=True)
+# Passed through to CreateTrainingJob when set: the role jobs read OSS with, environment variables for the
+# job (JSON object), and its priority (1-9; 0: PAI's default).
+MLAB_PAI_ROLE_ARN = env.str("MLAB_PAI_ROLE_ARN", default="")
+MLAB_PAI_ENVIRONMENTS = env.json("MLAB_PAI_ENVIRONMENTS", default={})
+MLAB_PAI_PRIORITY = env.int("MLAB_PAI_PRIORITY", default=0)
 MLAB_PAI_CONNECT_TIMEOUT = env.float("MLAB_PAI_CONNECT_TIMEOUT", default=5.0)
 MLAB_PAI_READ_TIMEOUT = env.float("MLAB_PAI_READ_TIMEOUT", default=30.0)
 MLAB_PAI_MAX_RETRIES = env.int("MLAB_PAI_MAX_RETRIES", default=4)
@@ -224,6 +241,18 @@ MLAB_PAI_POLL_SECONDS = env.float("MLAB_PAI_POLL_SECONDS", default=5.0)
 # Where the pai engine writes a run's sample for the job's input channel (a file URI the emulator reads).
 MLAB_PAI_DATA_DIR = Path(env.str("MLAB_PAI_DATA_DIR", default=str(VAR_DIR / "pai")))
 MLAB_PAI_OUTPUT_URI = env.str("MLAB_PAI_OUTPUT_URI", default="oss://mlab/runs/{run}/output/")
+
+# --- OSS (the PAI data path: samples, the trainer's code, models) --------------------------------------
+# Objects live under <prefix>/runs/<run>/{input,output}/ and <prefix>/code/ of the bucket. Use the internal
+# endpoint (oss-<region>-internal.aliyuncs.com) when Mlab runs on ECS in the bucket's region.
+MLAB_OSS_BUCKET = env.str("MLAB_OSS_BUCKET", default="")
+MLAB_OSS_REGION = env.str("MLAB_OSS_REGION", default="")
+MLAB_OSS_ENDPOINT = env.str("MLAB_OSS_ENDPOINT", default="")
+MLAB_OSS_PREFIX = env.str("MLAB_OSS_PREFIX", default="mlab")
+MLAB_OSS_MULTIPART_THRESHOLD = env.int("MLAB_OSS_MULTIPART_THRESHOLD", default=64 * 1024 * 1024)
+MLAB_OSS_PART_SIZE = env.int("MLAB_OSS_PART_SIZE", default=16 * 1024 * 1024)
+MLAB_OSS_MAX_RETRIES = env.int("MLAB_OSS_MAX_RETRIES", default=4)
+MLAB_OSS_MAX_DOWNLOAD_BYTES = env.int("MLAB_OSS_MAX_DOWNLOAD_BYTES", default=2 * 1024 * 1024 * 1024)
 
 # --- Training -------------------------------------------------------------------------------------
 MLAB_TRAINING_TIMEOUT_SECONDS = env.int("MLAB_TRAINING_TIMEOUT_SECONDS", default=3 * 3600)

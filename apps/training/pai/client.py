@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 import requests
 
 from . import signing
+from .credentials import CredentialsProvider, StaticCredentials, credentials_from_settings
+from .errors import PaiConfigurationError, PaiError, PaiRefused, PaiUnavailable
 from .request import RUN_LABEL, run_label
 from .statuses import failure_message, is_finished, map_status  # noqa: F401  (the client's public surface)
 
@@ -32,48 +34,13 @@ logger = logging.getLogger(__name__)
 
 API_VERSION = "2022-01-12"
 JOBS_PATH = "/api/v1/trainingjobs"
+ALGORITHMS_PATH = "/api/v1/algorithms"
 JSON = "application/json"
-
-
-class PaiError(Exception):
-    """Base of the PAI engine's errors. Messages are plain words and never contain a secret."""
-
-
-class PaiRefused(PaiError):
-    """PAI answered 4xx: the request is wrong or not allowed. Retrying the same request cannot help."""
-
-    def __init__(self, status: int, code: str, message: str, request_id: str = ""):
-        self.status, self.code, self.message, self.request_id = status, code, message, request_id
-        super().__init__(f"PAI refused the request ({status} {code}): {message}")
-
-
-class PaiUnavailable(PaiError):
-    """PAI could not be reached or kept failing (5xx, timeouts) after every retry."""
-
-
-class PaiConfigurationError(PaiError, ValueError):
-    """A setting the client needs is missing."""
+FORM = "application/x-www-form-urlencoded"
 
 
 class _Transient(Exception):
     """An attempt that may succeed if repeated (5xx, connection error, timeout)."""
-
-
-class _Secret:
-    """Holds the access key secret so that ``repr``, ``vars`` and debuggers showing locals see a mask."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def __repr__(self) -> str:
-        return "'********'"
-
-    __str__ = __repr__
-
-    def reveal(self) -> str:
-        return self._value
 
 
 @dataclass(frozen=True)
@@ -104,6 +71,9 @@ class PaiClient:
         access_key_secret: str,
         workspace_id: str,
         *,
+        security_token: str = "",
+        credentials: CredentialsProvider | None = None,
+        oss: Any = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_retries: int = 4,
@@ -118,8 +88,9 @@ class PaiClient:
             raise PaiConfigurationError(f"The PAI endpoint must be an http(s) URL or a host name, not {endpoint!r}.")
         self.base_url = f"{parts.scheme}://{parts.netloc}"
         self.host = parts.netloc
-        self.access_key_id = access_key_id
-        self._secret = _Secret(access_key_secret)
+        # Asked before every attempt: a provider of the default chain hands out rotated STS tokens.
+        self.credentials = credentials or StaticCredentials(access_key_id, access_key_secret, security_token)
+        self.oss = oss  # an apps.training.pai.oss.OssStore: reads oss:// outputs (None: http(s) only)
         self.workspace_id = workspace_id
         self.timeout = (connect_timeout, read_timeout)
         self.max_retries = max_retries
@@ -129,11 +100,25 @@ class PaiClient:
 
     @classmethod
     def from_settings(cls, settings: Any, **options: Any) -> PaiClient:
-        """A client from ``MLAB_PAI_*`` settings (Django's settings object or any object with those names)."""
-        names = ("MLAB_PAI_ENDPOINT", "MLAB_PAI_ACCESS_KEY_ID", "MLAB_PAI_ACCESS_KEY_SECRET", "MLAB_PAI_WORKSPACE_ID")
-        missing = [name for name in names if not getattr(settings, name, "")]
+        """A client from ``MLAB_PAI_*`` settings (Django's settings object or any object with those names).
+
+        Credentials come from :func:`~.credentials.credentials_from_settings`; with ``MLAB_OSS_BUCKET`` set, the
+        client also reads ``oss://`` outputs through an :class:`~.oss.OssStore` signed with the same credentials.
+        """
+        missing = [name for name in ("MLAB_PAI_ENDPOINT", "MLAB_PAI_WORKSPACE_ID") if not getattr(settings, name, "")]
+        try:
+            credentials = credentials_from_settings(settings)
+        except PaiConfigurationError as error:
+            if not missing:
+                raise
+            keys = ("MLAB_PAI_ACCESS_KEY_ID", "MLAB_PAI_ACCESS_KEY_SECRET")
+            missing += [name for name in keys if not getattr(settings, name, "")] or [str(error)]
         if missing:
             raise PaiConfigurationError(f"PAI is not configured: set {', '.join(missing)}.")
+        if getattr(settings, "MLAB_OSS_BUCKET", "") and "oss" not in options:
+            from .oss import OssStore
+
+            options["oss"] = OssStore.from_settings(settings, credentials=credentials)
         tuning = {
             "connect_timeout": "MLAB_PAI_CONNECT_TIMEOUT",
             "read_timeout": "MLAB_PAI_READ_TIMEOUT",
@@ -143,14 +128,33 @@ class PaiClient:
         for option, name in tuning.items():
             if hasattr(settings, name):
                 options.setdefault(option, getattr(settings, name))
-        return cls(*(getattr(settings, name) for name in names), **options)
+        return cls(
+            settings.MLAB_PAI_ENDPOINT, "", "", settings.MLAB_PAI_WORKSPACE_ID, credentials=credentials, **options
+        )
 
     def __repr__(self) -> str:
-        return f"PaiClient(endpoint={self.base_url!r}, access_key_id={self.access_key_id!r}, workspace_id={self.workspace_id!r})"
+        return (
+            f"PaiClient(endpoint={self.base_url!r}, credentials={self.credentials.describe()!r}, "
+            f"workspace_id={self.workspace_id!r})"
+        )
+
+    @property
+    def access_key_id(self) -> str:
+        return self.credentials.get().access_key_id
 
     # -- transport ---------------------------------------------------------------------------------------
-    def _send(self, method: str, path: str, *, action: str, query: Mapping[str, str], body: bytes | None) -> Any:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        query: Mapping[str, str],
+        body: bytes | None,
+        content_type: str = JSON,
+    ) -> Any:
         payload = body or b""
+        credentials = self.credentials.get()
         headers = signing.sign_request(
             method=method,
             host=self.host,
@@ -159,9 +163,10 @@ class PaiClient:
             body=payload,
             action=action,
             version=API_VERSION,
-            access_key_id=self.access_key_id,
-            access_key_secret=self._secret.reveal(),
-            content_type=JSON if body is not None else None,
+            access_key_id=credentials.access_key_id,
+            access_key_secret=credentials.secret(),
+            security_token=credentials.token(),
+            content_type=content_type if body is not None else None,
         )
         headers["Accept"] = JSON
         # The query string is encoded by hand so that what is sent is byte for byte what was signed.
@@ -197,11 +202,14 @@ class PaiClient:
         query: Mapping[str, str] | None = None,
         body: bytes | None = None,
         retries: int | None = None,
+        content_type: str = JSON,
     ) -> Any:
         retries = self.max_retries if retries is None else retries
         for attempt in range(retries + 1):
             try:
-                result = self._send(method, path, action=action, query=query or {}, body=body)
+                result = self._send(
+                    method, path, action=action, query=query or {}, body=body, content_type=content_type
+                )
                 logger.debug("PAI %s %s ok (attempt %d)", action, path, attempt + 1)
                 return result
             except _Transient as exc:
@@ -285,19 +293,59 @@ class PaiClient:
                 break
         return lines
 
+    # -- algorithms (pai_register_algorithm) ------------------------------------------------------------
+    def _form(self, fields: Mapping[str, str]) -> bytes:
+        # PAI takes these calls as form fields (its SDK sends them so); values encoded as in a signature.
+        return signing.canonical_query({k: v for k, v in fields.items() if v}).encode()
+
+    def list_algorithms(self, name: str) -> list[dict[str, Any]]:
+        """ListAlgorithms of the workspace named ``name`` (at most one: names are unique in a workspace)."""
+        query = {"WorkspaceId": self.workspace_id, "AlgorithmName": name, "PageSize": "50", "PageNumber": "1"}
+        return list(self._call("GET", ALGORITHMS_PATH, action="ListAlgorithms", query=query).get("Algorithms") or [])
+
+    def create_algorithm(self, name: str, *, display_name: str = "", description: str = "") -> str:
+        """CreateAlgorithm in the workspace; returns its AlgorithmId."""
+        body = self._form(
+            {
+                "AlgorithmName": name,
+                "DisplayName": display_name,
+                "AlgorithmDescription": description,
+                "WorkspaceId": self.workspace_id,
+            }
+        )
+        result = self._call("POST", ALGORITHMS_PATH, action="CreateAlgorithm", body=body, content_type=FORM)
+        return str(result["AlgorithmId"])
+
+    def list_algorithm_versions(self, algorithm_id: str) -> list[dict[str, Any]]:
+        path = f"{ALGORITHMS_PATH}/{algorithm_id}/versions"
+        query = {"PageSize": "100", "PageNumber": "1"}
+        return list(self._call("GET", path, action="ListAlgorithmVersions", query=query).get("AlgorithmVersions") or [])
+
+    def get_algorithm_version(self, algorithm_id: str, version: str) -> dict[str, Any]:
+        return self._call("GET", f"{ALGORITHMS_PATH}/{algorithm_id}/versions/{version}", action="GetAlgorithmVersion")
+
+    def create_algorithm_version(self, algorithm_id: str, version: str, spec: Mapping[str, Any]) -> None:
+        """CreateAlgorithmVersion: ``spec`` is PAI's AlgorithmSpec (see :func:`~.request.algorithm_spec`)."""
+        body = self._form({"AlgorithmSpec": json.dumps(spec, separators=(",", ":"), ensure_ascii=False)})
+        path = f"{ALGORITHMS_PATH}/{algorithm_id}/versions/{version}"
+        self._call("POST", path, action="CreateAlgorithmVersion", body=body, content_type=FORM)
+
     # -- output -----------------------------------------------------------------------------------------
     def download_output(self, uri: str, dest_path: str | os.PathLike[str], *, max_bytes: int = 2**31) -> Path:
         """Fetch one file of a job's output channel to ``dest_path``.
 
-        http(s): streamed to a temporary file beside the destination and renamed into place, so the
-        destination is either absent or complete. oss:// needs the optional OSS SDK, which Mlab does not ship.
+        Streamed to a temporary file beside the destination and renamed into place, so the destination is
+        either absent or complete. oss:// goes through :attr:`oss` (capped, checked, atomic: see
+        :meth:`~.oss.OssStore.download`); http(s) through ``requests``.
         """
         scheme = urlsplit(uri).scheme
         if scheme == "oss":
-            raise PaiError(
-                "Reading a model from oss:// needs the optional OSS SDK (oss2), which this installation does "
-                "not include; point the output channel at an http(s) location."
-            )
+            if self.oss is None:
+                raise PaiConfigurationError(
+                    f"The job's output is on OSS ({uri}) and OSS is not configured: set MLAB_OSS_BUCKET, "
+                    "MLAB_OSS_REGION and MLAB_OSS_ENDPOINT."
+                )
+            return self.oss.download(uri, dest_path, max_bytes=max_bytes).path
         if scheme not in ("http", "https"):
             raise PaiError(f"Cannot read a job's output from a {scheme or 'schemeless'} URI; expected http(s).")
         dest = Path(dest_path)

@@ -1,22 +1,20 @@
 """A training payload as PAI hyper-parameters, and back.
 
 PAI passes a job's hyper-parameters as ``[{"Name", "Value"}]`` in the API and as a JSON object of strings in
-the container (``/ml/input/config/hyperparameters.json``). Names:
+the container (``/ml/input/config/hyperparameters.json``). What travels:
 
-- a parameter's ``pai_name`` when it declares one (the sample node: ``labelColName``, ``featureColNames``,
-  ``goodValue``…; the split node: ``randomSeed``);
-- the parameter's own name on nodes that stand for a PAI algorithm (``pai_algorithm`` is set: the train
-  nodes, whose parameters are declared under PAI's names: ``maxIter``, ``treeCount``, ``coreNum``…);
-- otherwise ``<node key>.<param>`` (``fill_missing.numeric_strategy``).
+- each parameter that PAI itself knows by name, under that name, as PAI writes its values: a parameter's
+  ``pai_name`` when it declares one (the sample node: ``labelColName``, ``featureColNames``, ``goodValue``…;
+  the split node: ``randomSeed``), and every parameter of a node that stands for a PAI algorithm
+  (``pai_algorithm`` is set: the train nodes, whose parameters are declared under PAI's names: ``maxIter``,
+  ``treeCount``, ``coreNum``…). Values are strings: numbers as ``repr`` (``float(repr(x)) == x``), booleans
+  ``true``/``false``, column lists comma-separated as PAI writes them, structured values as JSON;
+- everything else, Mlab's private plan, as ONE hyper-parameter ``mlabPlan``: a JSON object with the template,
+  the task, the node chain (keys and types), the sample's output columns, and the values of every parameter
+  PAI has no name for, keyed ``<node key>.<param>``, as JSON values.
 
-Values are strings: numbers as ``repr`` (``float(repr(x)) == x``), booleans ``true``/``false``, column lists
-comma-separated as PAI writes them, structured values (filters, joins) as JSON. A parameter whose value is
-None is left out. So that the trainer can rebuild the payload exactly, more entries carry the template, the
-task, the node chain (keys and types) and the sample's output columns under names starting with ``__mlab_``,
-which no node key (a letter first) and no PAI name can take.
-
-Nothing secret can pass: the payload never holds a ``secret`` or ``serialize=False`` parameter, and
-:func:`to_hyperparameters` refuses one if it ever did.
+A parameter whose value is None is left out. Nothing secret can pass: the payload never holds a ``secret`` or
+``serialize=False`` parameter, and :func:`to_hyperparameters` refuses one if it ever did.
 """
 
 from __future__ import annotations
@@ -27,12 +25,8 @@ from typing import Any
 
 from apps.templates.nodes import NodeType, Param, ParamError, ParamType, registry
 
-RESERVED_PREFIX = "__mlab_"
-TEMPLATE_NAME = f"{RESERVED_PREFIX}template"
-TASK_NAME = f"{RESERVED_PREFIX}task"
-CHAIN_NAME = f"{RESERVED_PREFIX}nodes"
-SAMPLE_NAME = f"{RESERVED_PREFIX}sample"  # optional: the sample's output columns (see apps.training.launch)
-_META = (TEMPLATE_NAME, TASK_NAME, CHAIN_NAME)
+PLAN_NAME = "mlabPlan"
+PLAN_VERSION = 1
 _STRUCTURED = (ParamType.CONDITIONS, ParamType.JOINS)
 
 
@@ -40,12 +34,18 @@ class HyperParameterError(ValueError):
     """The payload cannot be expressed as hyper-parameters, or hyper-parameters are not a payload."""
 
 
-def hyperparameter_name(node_key: str, node_type: NodeType, param: Param) -> str:
+def pai_name_of(node_type: NodeType, param: Param) -> str | None:
+    """The name PAI knows this parameter by, or None for a parameter only Mlab knows (it travels in the plan)."""
     if param.pai_name:
         return param.pai_name
     if node_type.pai_algorithm:
         return param.name
-    return f"{node_key}.{param.name}"
+    return None
+
+
+def hyperparameter_name(node_key: str, node_type: NodeType, param: Param) -> str:
+    """PAI's name, else ``<node key>.<param>`` (the parameter's key inside ``mlabPlan``)."""
+    return pai_name_of(node_type, param) or f"{node_key}.{param.name}"
 
 
 def encode_value(param: Param, value: Any) -> str:
@@ -102,18 +102,18 @@ def _chain(payload: Mapping[str, Any]) -> list[tuple[str, NodeType, Mapping[str,
 
 
 def to_hyperparameters(payload: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The payload as PAI's ``HyperParameters``: ``[{"Name": …, "Value": …}]``, names unique."""
+    """The payload as PAI's ``HyperParameters``: ``mlabPlan`` first, then PAI's own names, names unique."""
     chain = _chain(payload)
-    items = [
-        {"Name": TEMPLATE_NAME, "Value": str(payload["template"])},
-        {"Name": TASK_NAME, "Value": str(payload["task"])},
-        {
-            "Name": CHAIN_NAME,
-            "Value": json.dumps([[key, node_type.key] for key, node_type, _ in chain], separators=(",", ":")),
-        },
-    ]
+    plan: dict[str, Any] = {
+        "version": PLAN_VERSION,
+        "template": str(payload["template"]),
+        "task": str(payload["task"]),
+        "nodes": [[key, node_type.key] for key, node_type, _ in chain],
+    }
     if payload.get("sample") is not None:
-        items.append({"Name": SAMPLE_NAME, "Value": json.dumps(payload["sample"], separators=(",", ":"))})
+        plan["sample"] = payload["sample"]
+    private: dict[str, Any] = {}
+    items: list[dict[str, str]] = []
     seen: dict[str, str] = {}
     for key, node_type, params in chain:
         for name, value in params.items():
@@ -123,15 +123,22 @@ def to_hyperparameters(payload: Mapping[str, Any]) -> list[dict[str, str]]:
             # The payload already excludes these; refusing here keeps a future bug from sending one to PAI.
             if not param.in_payload:
                 raise HyperParameterError(f"{key}.{name} is secret or UI-only and never leaves Mlab.")
-            hp_name = hyperparameter_name(key, node_type, param)
-            if hp_name.startswith(RESERVED_PREFIX):
-                raise HyperParameterError(f"{key}.{name}: the name {hp_name} is reserved for Mlab.")
-            if hp_name in seen:
-                raise HyperParameterError(f"{key}.{name} and {seen[hp_name]} would both be sent as {hp_name}.")
-            seen[hp_name] = f"{key}.{name}"
+            pai_name = pai_name_of(node_type, param)
+            if pai_name is None:
+                if value is not None:
+                    encode_value(param, value)  # the same type check as a PAI-named value
+                    private[f"{key}.{name}"] = value
+                continue
+            if pai_name == PLAN_NAME:
+                raise HyperParameterError(f"{key}.{name}: the name {PLAN_NAME} is reserved for Mlab.")
+            if pai_name in seen:
+                raise HyperParameterError(f"{key}.{name} and {seen[pai_name]} would both be sent as {pai_name}.")
+            seen[pai_name] = f"{key}.{name}"
             if value is not None:
-                items.append({"Name": hp_name, "Value": encode_value(param, value)})
-    return items
+                items.append({"Name": pai_name, "Value": encode_value(param, value)})
+    plan["params"] = private
+    text = json.dumps(plan, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return [{"Name": PLAN_NAME, "Value": text}, *items]
 
 
 def _as_mapping(items: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -152,6 +159,21 @@ def _as_mapping(items: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> dict[
     return values
 
 
+def _plan(values: Mapping[str, str]) -> dict[str, Any]:
+    if PLAN_NAME not in values:
+        raise HyperParameterError(f"Not an Mlab job: the {PLAN_NAME} hyper-parameter is missing.")
+    try:
+        plan = json.loads(values[PLAN_NAME])
+    except ValueError as exc:
+        raise HyperParameterError(f"{PLAN_NAME} is not JSON: {exc}") from None
+    if not isinstance(plan, dict) or plan.get("version") != PLAN_VERSION:
+        raise HyperParameterError(f"{PLAN_NAME} is not a plan of version {PLAN_VERSION}.")
+    missing = [name for name in ("template", "task", "nodes", "params") if name not in plan]
+    if missing or not isinstance(plan["params"], dict):
+        raise HyperParameterError(f"{PLAN_NAME} lacks {', '.join(missing) or 'its params object'}.")
+    return plan
+
+
 def from_hyperparameters(items: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Rebuild the exact payload from PAI's hyper-parameters (the API list or hyperparameters.json's object).
 
@@ -159,36 +181,38 @@ def from_hyperparameters(items: Mapping[str, Any] | Iterable[Mapping[str, Any]])
     the trainer must not silently train something other than what was asked.
     """
     values = _as_mapping(items)
-    missing = [name for name in _META if name not in values]
-    if missing:
-        raise HyperParameterError(f"Not an Mlab job: {', '.join(missing)} missing.")
+    plan = _plan(values)
     try:
-        chain = [(key, registry.get(type_key)) for key, type_key in json.loads(values[CHAIN_NAME])]
+        chain = [(key, registry.get(type_key)) for key, type_key in plan["nodes"]]
     except (ValueError, TypeError, KeyError) as exc:
-        raise HyperParameterError(f"{CHAIN_NAME} is not a list of [node key, node type]: {exc}") from None
+        raise HyperParameterError(f"{PLAN_NAME}.nodes is not a list of [node key, node type]: {exc}") from None
 
-    used = set(_META)
+    used, private_used = {PLAN_NAME}, set()
     nodes = []
     for key, node_type in chain:
         params: dict[str, Any] = {}
         for param in node_type.params:
             if not param.in_payload:
                 continue
-            hp_name = hyperparameter_name(key, node_type, param)
-            if hp_name in values:
-                params[param.name] = decode_value(param, values[hp_name])
-                used.add(hp_name)
+            pai_name = pai_name_of(node_type, param)
+            if pai_name is None:
+                private = f"{key}.{param.name}"
+                private_used.add(private)
+                raw = plan["params"].get(private)
+                try:
+                    params[param.name] = None if raw is None else param.validate(raw)
+                except (ParamError, ValueError) as exc:
+                    raise HyperParameterError(f"{private}: {exc}") from None
+            elif pai_name in values:
+                params[param.name] = decode_value(param, values[pai_name])
+                used.add(pai_name)
             else:
                 params[param.name] = None
         nodes.append({"key": key, "type": node_type.key, "kind": node_type.kind.value, "params": params})
-    payload: dict[str, Any] = {"template": values[TEMPLATE_NAME], "task": values[TASK_NAME], "nodes": nodes}
-    if SAMPLE_NAME in values:
-        used.add(SAMPLE_NAME)
-        try:
-            payload["sample"] = json.loads(values[SAMPLE_NAME])
-        except ValueError as exc:
-            raise HyperParameterError(f"{SAMPLE_NAME} is not JSON: {exc}") from None
-    unknown = sorted(set(values) - used)
+    payload: dict[str, Any] = {"template": plan["template"], "task": plan["task"], "nodes": nodes}
+    if "sample" in plan:
+        payload["sample"] = plan["sample"]
+    unknown = sorted(set(values) - used) + sorted(set(plan["params"]) - private_used)
     if unknown:
         raise HyperParameterError(f"Hyper-parameters that belong to no node of the chain: {', '.join(unknown)}.")
     return payload

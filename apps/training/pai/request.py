@@ -1,28 +1,41 @@
 """The body of PAI's CreateTrainingJob (TrainingService / paistudio API 2022-01-12) for an Mlab run.
 
-Field names are PAI's (``POST /api/v1/trainingjobs``): TrainingJobName, TrainingJobDescription, AlgorithmName,
-AlgorithmProvider, AlgorithmVersion, HyperParameters, InputChannels, OutputChannels, ComputeResource,
-Scheduler, Labels, WorkspaceId. The algorithm is Mlab's own trainer, registered in the workspace as a custom
-algorithm (name, provider and version come from :class:`JobSettings`), so PAI and the local engine produce
-the same artifact.
+Field names are PAI's (``POST /api/v1/trainingjobs``, as ``CreateTrainingJobRequest`` of Alibaba's SDK names
+them). The algorithm is Mlab's own trainer, so PAI and the local engine produce the same artifact, in one of
+two forms:
+
+- **inline** (``MLAB_PAI_ALGORITHM_NAME`` empty, the default): ``AlgorithmSpec`` carries the image
+  (``MLAB_PAI_IMAGE``), a ``Command`` that runs ``python -m apps.training.trainer`` in ``/ml/usercode``, where
+  PAI unpacks ``CodeDir`` (the trainer's archive on OSS, see :mod:`.trainer_code`), the ``train`` input and
+  ``model`` output channels, and the ``MetricDefinitions`` / ``ProgressDefinitions`` that let PAI's console
+  show the trainer's progress and AUC; the trainer's pinned requirements go in ``PythonRequirements``;
+- **registered**: ``AlgorithmName`` / ``AlgorithmVersion`` (/ ``AlgorithmProvider``) of an algorithm that
+  ``manage.py pai_register_algorithm`` created with the same spec (:func:`algorithm_spec`).
+
+``RoleArn``, ``Environments`` and ``Priority`` are passed through when configured. Hyper-parameters: Mlab's
+plan as one JSON ``mlabPlan``, PAI's own names as they are (:mod:`.hyperparameters`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from apps.templates.nodes import NodeKind
+from apps.templates.nodes import NodeKind, ParamType, registry
+from apps.training.trainer import pai_layout
 
-from .hyperparameters import to_hyperparameters
+from .hyperparameters import PLAN_NAME, pai_name_of, to_hyperparameters
+from .trainer_code import ENTRY_MODULE, TrainerCode
 
 RUN_LABEL = "mlab-run-id"  # the idempotency key: a retried create finds the job by this label
 TEMPLATE_LABEL = "mlab-template"
 SOURCE_LABEL = "mlab-source"
-INPUT_CHANNEL = "train"
-OUTPUT_CHANNEL = "model"
+INPUT_CHANNEL = pai_layout.INPUT_CHANNEL
+OUTPUT_CHANNEL = pai_layout.OUTPUT_CHANNEL
+CODE_DIR = "/ml/usercode"
+TRAINER_COMMAND = ("python", "-m", ENTRY_MODULE)
 
 
 @dataclass(frozen=True)
@@ -37,9 +50,15 @@ class JobSettings:
     """
 
     workspace_id: str
-    algorithm_name: str = "mlab-trainer"
+    algorithm_name: str = ""  # empty: an inline AlgorithmSpec; else a registered algorithm of this name
     algorithm_provider: str = ""  # empty for a custom algorithm of the workspace: the key is left out
     algorithm_version: str = "v1.0.0"
+    image: str = ""
+    job_type: str = "PyTorchJob"
+    python_requirements: bool = True
+    role_arn: str = ""
+    environments: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 0
     resource_id: str = ""
     ecs_spec: str = "ecs.c6.xlarge"
     default_cores: int = 4
@@ -57,9 +76,19 @@ class JobSettings:
             "resource_id": "MLAB_PAI_RESOURCE_ID",
             "ecs_spec": "MLAB_PAI_ECS_SPEC",
             "max_running_seconds": "MLAB_PAI_MAX_RUNNING_SECONDS",
+            "image": "MLAB_PAI_IMAGE",
+            "job_type": "MLAB_PAI_JOB_TYPE",
+            "python_requirements": "MLAB_PAI_PYTHON_REQUIREMENTS",
+            "role_arn": "MLAB_PAI_ROLE_ARN",
+            "environments": "MLAB_PAI_ENVIRONMENTS",
+            "priority": "MLAB_PAI_PRIORITY",
         }
-        values = {field: getattr(settings, name) for field, name in names.items() if hasattr(settings, name)}
+        values = {key: getattr(settings, name) for key, name in names.items() if hasattr(settings, name)}
         return cls(**values)
+
+    @property
+    def inline(self) -> bool:
+        return not self.algorithm_name
 
 
 def _train_params(payload: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -117,31 +146,116 @@ def compute_resource(payload: Mapping[str, Any], settings: JobSettings) -> dict[
 
 
 def create_job_body(
-    *, run_id: int | str, payload: Mapping[str, Any], input_uri: str, output_uri: str, settings: JobSettings
+    *,
+    run_id: int | str,
+    payload: Mapping[str, Any],
+    input_uri: str,
+    output_uri: str,
+    settings: JobSettings,
+    code: TrainerCode | None = None,
 ) -> dict[str, Any]:
-    """The CreateTrainingJob body for one run. The same run always gives the same body (no clock, no random)."""
+    """The CreateTrainingJob body for one run. The same run always gives the same body (no clock, no random).
+
+    ``code`` is where the trainer's archive is on OSS (:func:`~.trainer_code.upload_trainer_code`): needed for
+    an inline spec, and the source of ``PythonRequirements`` for both forms.
+    """
     if not settings.workspace_id:
         raise ValueError("MLAB_PAI_WORKSPACE_ID is not set: PAI needs the workspace to create a job in.")
     body: dict[str, Any] = {
         "TrainingJobName": f"mlab-run-{run_id}",
         "TrainingJobDescription": f"Mlab training run {run_id} of template {payload['template']}",
-        "AlgorithmName": settings.algorithm_name,
-        "AlgorithmVersion": settings.algorithm_version,
-        "HyperParameters": to_hyperparameters(payload),
-        "InputChannels": [{"Name": INPUT_CHANNEL, "InputUri": input_uri}],
-        "OutputChannels": [{"Name": OUTPUT_CHANNEL, "OutputUri": output_uri}],
-        "ComputeResource": compute_resource(payload, settings),
-        "Scheduler": {"MaxRunningTimeInSeconds": settings.max_running_seconds},
-        "Labels": [
-            {"Key": RUN_LABEL, "Value": str(run_id)},
-            {"Key": TEMPLATE_LABEL, "Value": str(payload["template"])},
-            {"Key": SOURCE_LABEL, "Value": "mlab"},
-        ],
-        "WorkspaceId": settings.workspace_id,
     }
-    if settings.algorithm_provider:
-        body["AlgorithmProvider"] = settings.algorithm_provider
+    if settings.inline:
+        if code is None:
+            raise ValueError("An inline AlgorithmSpec needs the trainer's code on OSS: upload it first.")
+        body["AlgorithmSpec"] = algorithm_spec(settings, code=code)
+    else:
+        body["AlgorithmName"] = settings.algorithm_name
+        body["AlgorithmVersion"] = settings.algorithm_version
+        if settings.algorithm_provider:
+            body["AlgorithmProvider"] = settings.algorithm_provider
+    body.update(
+        {
+            "HyperParameters": to_hyperparameters(payload),
+            "InputChannels": [{"Name": INPUT_CHANNEL, "InputUri": input_uri}],
+            "OutputChannels": [{"Name": OUTPUT_CHANNEL, "OutputUri": output_uri}],
+            "ComputeResource": compute_resource(payload, settings),
+            "Scheduler": {"MaxRunningTimeInSeconds": settings.max_running_seconds},
+            "Labels": [
+                {"Key": RUN_LABEL, "Value": str(run_id)},
+                {"Key": TEMPLATE_LABEL, "Value": str(payload["template"])},
+                {"Key": SOURCE_LABEL, "Value": "mlab"},
+            ],
+            "WorkspaceId": settings.workspace_id,
+        }
+    )
+    if code is not None and settings.python_requirements and code.requirements:
+        body["PythonRequirements"] = list(code.requirements)
+    if settings.role_arn:
+        body["RoleArn"] = settings.role_arn
+    if settings.environments:
+        body["Environments"] = {str(k): str(v) for k, v in sorted(settings.environments.items())}
+    if settings.priority:
+        body["Priority"] = int(settings.priority)
     return body
+
+
+def algorithm_spec(
+    settings: JobSettings, *, code: TrainerCode, declare_hyperparameters: bool = False
+) -> dict[str, Any]:
+    """Mlab's trainer as PAI's ``AlgorithmSpec``: inline in a job, or registered (``declare_hyperparameters``:
+    every hyper-parameter the trainer takes, as a registered algorithm must list them)."""
+    if not settings.image:
+        raise ValueError("MLAB_PAI_IMAGE is not set: an inline AlgorithmSpec needs a training image (Python 3.11).")
+    channel = {"Required": True, "SupportedChannelTypes": ["oss"]}
+    spec: dict[str, Any] = {
+        "Image": settings.image,
+        "JobType": settings.job_type,
+        "Command": list(TRAINER_COMMAND),
+        "CodeDir": code.location(),
+        "InputChannels": [{"Name": INPUT_CHANNEL, "Description": "the run's sample (.npz)", **channel}],
+        "OutputChannels": [{"Name": OUTPUT_CHANNEL, "Description": "model.onnx and report.json", **channel}],
+        "MetricDefinitions": [
+            {"Name": name, "Regex": pai_layout.metric_regex(name), "Description": f"{name} on the held-out split"}
+            for name in pai_layout.METRIC_NAMES
+        ],
+        "ProgressDefinitions": {
+            "OverallProgress": {"Regex": pai_layout.PROGRESS_REGEX, "Description": "percent done (0-100)"}
+        },
+        "SupportsDistributedTraining": False,
+    }
+    if declare_hyperparameters:
+        spec["HyperParameters"] = hyperparameter_definitions()
+    return spec
+
+
+_PAI_TYPES = {ParamType.INT: "Int", ParamType.FLOAT: "Float", ParamType.BOOL: "Bool"}
+
+
+def hyperparameter_definitions() -> list[dict[str, Any]]:
+    """Every hyper-parameter Mlab's trainer takes: ``mlabPlan`` and each PAI name any node type declares."""
+    found: dict[str, dict[str, Any]] = {
+        PLAN_NAME: {
+            "Name": PLAN_NAME,
+            "Type": "String",
+            "Required": True,
+            "DisplayName": "Mlab plan",
+            "Description": "Mlab's private plan (JSON): template, node chain, sample columns, private parameters.",
+        }
+    }
+    for node_type in registry:
+        for param in node_type.params:
+            name = pai_name_of(node_type, param) if param.in_payload else None
+            if name is None or name in found:
+                continue
+            found[name] = {
+                "Name": name,
+                "Type": _PAI_TYPES.get(param.type, "String"),
+                "Required": False,
+                "DisplayName": str(param.label)[:64],
+                "Description": str(param.help or param.label)[:256],
+            }
+    return list(found.values())
 
 
 def run_label(body: Mapping[str, Any]) -> str:

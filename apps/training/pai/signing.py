@@ -120,12 +120,14 @@ def sign_request(
     access_key_id: str,
     access_key_secret: str,
     content_type: str | None = None,
+    security_token: str = "",
     date: dt.datetime | None = None,
     nonce: str | None = None,
 ) -> dict[str, str]:
     """The headers of a signed request (Authorization included), to send exactly as returned.
 
-    ``host`` is what the request's Host header will carry (``name`` or ``name:port``). ``date`` and ``nonce``
+    ``host`` is what the request's Host header will carry (``name`` or ``name:port``). ``security_token`` (STS)
+    is sent as ``x-acs-security-token`` and signed like every ``x-acs-*`` header. ``date`` and ``nonce``
     default to now and a fresh random value; fix them only to reproduce a known vector.
     """
     payload_hash = hashed_payload(body)
@@ -139,6 +141,8 @@ def sign_request(
     }
     if content_type:
         headers["content-type"] = content_type
+    if security_token:
+        headers["x-acs-security-token"] = security_token
     canonical, signed = canonical_request(
         method=method, path=path, query=canonical_query(query), headers=headers, payload_hash=payload_hash
     )
@@ -206,8 +210,9 @@ def verify_request(
     lowered = {name.lower(): value for name, value in headers.items()}
     auth = parse_authorization(lowered.get("authorization"))
     missing = [name for name in REQUIRED_SIGNED_HEADERS if name not in auth.signed_headers]
-    if "content-type" in lowered and "content-type" not in auth.signed_headers:
-        missing.append("content-type")
+    for optional in ("content-type", "x-acs-security-token"):
+        if optional in lowered and optional not in auth.signed_headers:
+            missing.append(optional)
     absent = [name for name in auth.signed_headers if name not in lowered]
     if missing or absent:
         raise SignatureRejected(

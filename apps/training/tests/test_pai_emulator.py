@@ -42,7 +42,7 @@ def _body(emulator, input_uri, run_id="1", **overrides):
         "AlgorithmName": "mlab-trainer",
         "HyperParameters": [{"Name": "treeCount", "Value": "60"}, {"Name": "sample.table", "Value": "impressions"}],
         "InputChannels": [{"Name": "train", "InputUri": input_uri}],
-        "OutputChannels": [{"Name": "model", "OutputUri": "oss://bucket/out/"}],
+        "OutputChannels": [{"Name": "model", "OutputUri": f"oss://{emulator.bucket}/out/{run_id}/"}],
         "Labels": [{"Key": RUN_LABEL, "Value": run_id}],
         **overrides,
     }
@@ -134,7 +134,10 @@ def test_an_http_input_and_the_output_listing(emulator, tmp_path):
     sample = tmp_path / "sample.csv"
     sample.write_text("a\n1\n")
     client = emulator.client(backoff=0.01)
-    first, _ = poll(client, client.create_training_job(_body(emulator, sample.as_uri(), run_id="1")).job_id)
+    # A channel sent without an OutputUri is served by the emulator over http.
+    no_uri = {"OutputChannels": [{"Name": "model"}]}
+    first, _ = poll(client, client.create_training_job(_body(emulator, sample.as_uri(), "1", **no_uri)).job_id)
+    assert first["OutputModel"]["Uri"].startswith(emulator.endpoint + "/outputs/")
     listing = requests.get(first["OutputModel"]["Uri"], timeout=5).json()
     assert listing["Files"] == ["model.onnx", "report.json"]
 
@@ -169,6 +172,15 @@ def test_a_job_that_runs_past_its_limit_fails(emulator, tmp_path):
     body = _body(emulator, sample.as_uri(), Scheduler={"MaxRunningTimeInSeconds": 1})
     job, _ = poll(client, client.create_training_job(body).job_id)
     assert (job["Status"], job["ReasonCode"]) == (PaiStatus.FAILED, "JobTimeout")
+
+
+def test_the_time_limit_is_the_tighter_of_minutes_and_seconds():
+    from apps.training.pai.emulator.jobs import time_limit
+
+    assert time_limit({}) == 0
+    assert time_limit({"Scheduler": {"MaxRunningTimeInMinutes": 2}}) == 120
+    assert time_limit({"Scheduler": {"MaxRunningTimeInMinutes": 2, "MaxRunningTimeInSeconds": 30}}) == 30
+    assert time_limit({"Scheduler": {"MaxRunningTimeInMinutes": 1, "MaxRunningTimeInSeconds": 300}}) == 60
 
 
 def test_stopping_the_emulator_stops_its_jobs(tmp_path):

@@ -13,9 +13,7 @@ from apps.templates.nodes import ParamError, registry
 from apps.templates.schema import param_schema
 from apps.templates.tests.schema_strategies import from_schema
 from apps.training.pai.hyperparameters import (
-    CHAIN_NAME,
-    TASK_NAME,
-    TEMPLATE_NAME,
+    PLAN_NAME,
     HyperParameterError,
     decode_value,
     encode_value,
@@ -86,17 +84,22 @@ def test_names_are_pai_names_where_pai_has_them(builtin_templates):
     assert values["regularizedType"] == "l2"
     assert values["regularizedLevel"] == "1.0"
     assert values["epsilon"] == "1e-06"
-    assert values["fill_missing.numeric_strategy"] == "median"
-    assert values["standardize.with_mean"] == "true"
-    assert values["split.stratify"] == "true"
-    assert values["sample.table"] == "impressions"
-    assert json.loads(values["sample.joins"]) == [
+    # Mlab's private plan is one JSON hyper-parameter; only PAI's own names travel on their own.
+    plan = json.loads(values[PLAN_NAME])
+    assert not any("." in name for name in values)
+    assert plan["params"]["fill_missing.numeric_strategy"] == "median"
+    assert plan["params"]["standardize.with_mean"] is True
+    assert plan["params"]["split.stratify"] is True
+    assert plan["params"]["sample.table"] == "impressions"
+    assert plan["params"]["sample.joins"] == [
         {"table": "users", "on": "user_id"},
         {"table": "items", "on": "item_id"},
     ]
-    assert values[TEMPLATE_NAME] == "binary-lr" and values[TASK_NAME] == "binary"
-    assert json.loads(values[CHAIN_NAME])[0] == ["sample", "sample.sql"]
-    assert "coreNum" not in values and "sample.limit" not in values  # None is left out, not sent as "None"
+    assert (plan["template"], plan["task"]) == ("binary-lr", "binary")
+    assert plan["nodes"][0] == ["sample", "sample.sql"]
+    assert list(values)[0] == PLAN_NAME
+    # None is left out, not sent as "None"
+    assert "coreNum" not in values and "sample.limit" not in plan["params"]
 
     gbdt = {i["Name"]: i["Value"] for i in to_hyperparameters(template_payload(builtin_templates["binary-gbdt"]))}
     assert (gbdt["treeCount"], gbdt["maxDepth"], gbdt["shrinkage"]) == ("60", "4", "0.1")
@@ -135,8 +138,16 @@ def test_from_hyperparameters_refuses_what_is_not_a_payload(builtin_templates):
         from_hyperparameters({**values, "maxIter": "0"})  # below its declared minimum
     with pytest.raises(HyperParameterError, match="surprise"):
         from_hyperparameters({**values, "surprise": "1"})
-    with pytest.raises(HyperParameterError, match=TEMPLATE_NAME):
-        from_hyperparameters({k: v for k, v in values.items() if k != TEMPLATE_NAME})
+    with pytest.raises(HyperParameterError, match=PLAN_NAME):
+        from_hyperparameters({k: v for k, v in values.items() if k != PLAN_NAME})
+    plan = json.loads(values[PLAN_NAME])
+    with pytest.raises(HyperParameterError, match="sample.nope"):
+        from_hyperparameters(
+            {**values, PLAN_NAME: json.dumps({**plan, "params": {**plan["params"], "sample.nope": 1}})}
+        )
+    with pytest.raises(HyperParameterError, match="split.test_ratio"):
+        bad = {**plan["params"], "split.test_ratio": 7.5}
+        from_hyperparameters({**values, PLAN_NAME: json.dumps({**plan, "params": bad})})
     with pytest.raises(HyperParameterError, match="appears twice"):
         from_hyperparameters([*items, items[-1]])
     with pytest.raises(HyperParameterError, match="strings"):

@@ -3,6 +3,7 @@ model.onnx and report.json out, progress as JSON lines, plain errors and exit st
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -50,7 +51,12 @@ def test_npz_in_model_and_report_out(inputs):
                        "--output", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    lines = [line for line in printed if "stage" in line]
+    # Then the metrics, one line each, for PAI's MetricDefinitions to read.
+    metrics = {line["metric"]: line["value"] for line in printed if "metric" in line}
+    assert printed == lines + [line for line in printed if "metric" in line]
+    assert 0.5 < metrics["auc"] <= 1 and set(metrics) >= {"auc", "ks", "log_loss", "accuracy"}
     stages = [line["stage"] for line in lines]
     assert list(dict.fromkeys(stages)) == ["preparing", "fitting", "evaluating", "exporting", "checking_parity", "done"]
     assert stages.count("fitting") == 1 + 15  # the stage, then each of the 15 boosting rounds
@@ -58,6 +64,13 @@ def test_npz_in_model_and_report_out(inputs):
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "report.json"]
     report = json.loads((out / "report.json").read_text())
     assert report["parity"]["max_abs_diff"] <= 1e-5 and report["task"] == "binary"
+    model_bytes = (out / "model.onnx").read_bytes()
+    assert report["model_file"] == {
+        "name": "model.onnx",
+        "sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "size": len(model_bytes),
+    }
+    assert metrics["auc"] == report["metrics"]["auc"]
 
     # A client feeding raw dicts to the written model gets what the trainer's scikit-learn model gives.
     session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -31,6 +31,10 @@ class Command(BaseCommand):
         parser.add_argument("--access-key-secret", default=None, help="Default: MLAB_PAI_ACCESS_KEY_SECRET.")
         parser.add_argument("--step-delay", type=float, default=0.5, help="Seconds each status before Running lasts.")
         parser.add_argument(
+            "--bucket", default=None, help="Its OSS bucket (default: MLAB_OSS_BUCKET or mlab-emulator)."
+        )
+        parser.add_argument("--region", default=None, help="Its OSS region (default: MLAB_OSS_REGION or cn-emulator).")
+        parser.add_argument(
             "--trainer-command",
             default=None,
             help="The command a job runs, with {hyperparameters} {input} {output} placeholders "
@@ -57,6 +61,9 @@ class Command(BaseCommand):
             port=options["port"],
             trainer_command=command,
             step_delay=options["step_delay"],
+            bucket=options["bucket"] or settings.MLAB_OSS_BUCKET or "mlab-emulator",
+            region=options["region"] or settings.MLAB_OSS_REGION or "cn-emulator",
+            oss_prefix=settings.MLAB_OSS_PREFIX or "mlab",
         )
         try:
             emulator.start()
@@ -71,7 +78,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Mlab PAI emulator (not Alibaba Cloud PAI) listening on {emulator.endpoint}\n"
             f"  workspace {emulator.workspace_id}, access key id {emulator.access_key_id}\n"
-            f"  point Mlab at it with MLAB_PAI_ENDPOINT={emulator.endpoint}; Ctrl-C stops it."
+            f"  its OSS (an emulator of Alibaba Cloud OSS, not OSS) on {emulator.oss_endpoint}, bucket {emulator.bucket}\n"
+            f"  point Mlab at it with MLAB_PAI_ENDPOINT={emulator.endpoint} MLAB_OSS_ENDPOINT={emulator.oss_endpoint}\n"
+            f"  MLAB_OSS_BUCKET={emulator.bucket} MLAB_OSS_REGION={emulator.region}; Ctrl-C stops it."
         )
         try:
             while not stopping.wait(0.5):

@@ -21,6 +21,16 @@ class Faults:
             self._delays: list[dict[str, Any]] = []
             self._create_failed: deque[str] = deque()
             self._fail_running: deque[tuple[str, float]] = deque()
+            self._denied: set[str] = set()
+
+    def deny(self, *actions: str) -> None:
+        """Answer these actions 403 Forbidden.RAM, as PAI does for an account lacking the permission."""
+        with self._lock:
+            self._denied.update(actions)
+
+    def denied(self, action: str) -> bool:
+        with self._lock:
+            return action in self._denied
 
     def fail_next(self, count: int = 1, *, status: int = 500, action: str | None = None) -> None:
         """The next ``count`` signed API requests (of ``action`` only, when given) answer ``status``."""
@@ -59,6 +69,7 @@ class Faults:
                 "delay_next": [dict(d) for d in self._delays],
                 "create_failed": list(self._create_failed),
                 "fail_running": [{"reason": r, "after_seconds": s} for r, s in self._fail_running],
+                "deny": sorted(self._denied),
             }
 
     @staticmethod
@@ -103,12 +114,16 @@ def apply_fault_spec(faults: Faults, body: bytes) -> None:
             "delay_next": faults.delay_next,
             "create_failed": faults.create_failed,
             "fail_running": faults.fail_running,
+            "deny": lambda actions: faults.deny(*actions),
         }
         unknown = set(spec) - set(calls) - {"clear"}
         if unknown:
             raise ValueError(f"unknown keys {sorted(unknown)}")
         for key, call in calls.items():
             entries = spec.get(key)
+            if key == "deny" and entries is not None:
+                call(entries if isinstance(entries, list) else [entries])
+                continue
             for entry in entries if isinstance(entries, list) else [entries] if entries is not None else []:
                 call(**entry)
     except (ValueError, TypeError) as exc:

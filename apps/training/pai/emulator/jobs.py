@@ -6,11 +6,15 @@ runs unchanged::
 
     <work dir>/<job id>/input/config/hyperparameters.json   {name: value}, every value a string
     <work dir>/<job id>/input/data/<channel>/<file>         each input channel, fetched from its InputUri
-    <work dir>/<job id>/output/<channel>/                   what the trainer writes, served over http
+    <work dir>/<job id>/code/                               CodeDir unpacked (the /ml/usercode of a container)
+    <work dir>/<job id>/output/<channel>/                   what the trainer writes; uploaded to the channel's
+                                                            oss:// OutputUri when the job succeeds
     <work dir>/<job id>/job.log                             the trainer's stdout and stderr
 
 and the environment carries PAI's variables (PAI_CONFIG_DIR, PAI_HPS, PAI_INPUT_<CHANNEL>,
-PAI_OUTPUT_<CHANNEL>, PAI_TRAINING_JOB_ID). Everything the emulator adds to a log says it is the emulator.
+PAI_OUTPUT_<CHANNEL>, PAI_TRAINING_JOB_ID) and the job's Environments. The job's log lines are matched
+against its MetricDefinitions and ProgressDefinitions (LatestMetrics, LatestProgress). Everything the
+emulator adds to a log says it is the emulator.
 """
 
 from __future__ import annotations
@@ -38,11 +42,19 @@ from urllib.request import url2pathname
 import requests
 
 from ..statuses import FINISHED, PaiStatus
+from .label import LABEL, LOG_PREFIX
+from .program import (
+    InitializeError,
+    JobProgram,
+    JobRole,
+    check_requirements,
+    container_path,
+    resolve_command,
+    unpack_code,
+)
 
 logger = logging.getLogger("apps.training.pai.emulator")
 
-LABEL = "Mlab PAI emulator"
-LOG_PREFIX = f"[{LABEL}]"
 REPO_ROOT = Path(__file__).resolve().parents[4]
 MAX_LOG_LINES = 20_000
 STOP_GRACE_SECONDS = 5.0
@@ -106,9 +118,34 @@ def validate_create_body(body: Any, workspace_id: str) -> list[str]:
     if not isinstance(body, dict):
         return ["The body must be a JSON object."]
     problems: list[str] = []
-    for name in ("TrainingJobName", "WorkspaceId", "AlgorithmName"):
+    for name in ("TrainingJobName", "WorkspaceId"):
         if not isinstance(body.get(name), str) or not body.get(name):
             problems.append(f"{name} is required.")
+    if body.get("AlgorithmSpec") is not None and body.get("AlgorithmName"):
+        problems.append("Give AlgorithmSpec or AlgorithmName (with AlgorithmVersion), not both.")
+    elif body.get("AlgorithmSpec") is None and (
+        not isinstance(body.get("AlgorithmName"), str) or not body.get("AlgorithmName")
+    ):
+        problems.append("AlgorithmName is required (or an inline AlgorithmSpec).")
+    if body.get("AlgorithmSpec") is not None:
+        from .program import spec_problems
+
+        problems += spec_problems(body["AlgorithmSpec"])
+    environments = body.get("Environments")
+    if environments is not None and (
+        not isinstance(environments, dict) or not all(isinstance(v, str) for v in environments.values())
+    ):
+        problems.append("Environments must be an object of strings.")
+    priority = body.get("Priority")
+    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 9):
+        problems.append("Priority must be a whole number from 1 to 9.")
+    requirements = body.get("PythonRequirements")
+    if requirements is not None and (
+        not isinstance(requirements, list) or not all(isinstance(r, str) for r in requirements)
+    ):
+        problems.append("PythonRequirements must be a list of strings.")
+    if body.get("RoleArn") is not None and not str(body.get("RoleArn")).startswith("acs:ram::"):
+        problems.append("RoleArn must be a RAM role ARN (acs:ram::<account>:role/<name>).")
     if body.get("WorkspaceId") and body.get("WorkspaceId") != workspace_id:
         problems.append(f"WorkspaceId {body['WorkspaceId']} does not exist.")
     _list_of(body, "HyperParameters", ("Name", "Value"), problems, required=("Name",))
@@ -125,10 +162,23 @@ def validate_create_body(body: Any, workspace_id: str) -> list[str]:
         if len(set(names)) != len(names):
             problems.append(f"{key}: a channel name appears twice.")
     scheduler = body.get("Scheduler") or {}
-    seconds = scheduler.get("MaxRunningTimeInSeconds") if isinstance(scheduler, dict) else None
-    if not isinstance(scheduler, dict) or (seconds is not None and (not isinstance(seconds, int) or seconds <= 0)):
-        problems.append("Scheduler.MaxRunningTimeInSeconds must be a positive whole number.")
+    if not isinstance(scheduler, dict):
+        problems.append("Scheduler must be an object.")
+        scheduler = {}
+    for name in ("MaxRunningTimeInSeconds", "MaxRunningTimeInMinutes"):
+        value = scheduler.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            problems.append(f"Scheduler.{name} must be a positive whole number.")
     return problems
+
+
+def time_limit(body: Mapping[str, Any]) -> float:
+    """Seconds a job may run (0: no limit): the tighter of MaxRunningTimeInMinutes and …InSeconds."""
+    scheduler = body.get("Scheduler") or {}
+    limits = [float(scheduler["MaxRunningTimeInSeconds"])] if scheduler.get("MaxRunningTimeInSeconds") else []
+    if scheduler.get("MaxRunningTimeInMinutes"):
+        limits.append(60.0 * scheduler["MaxRunningTimeInMinutes"])
+    return min(limits) if limits else 0.0
 
 
 @dataclass
@@ -138,7 +188,8 @@ class EmulatedJob:
     job_id: str
     body: dict[str, Any]
     workdir: Path
-    command_template: list[str]
+    program: JobProgram
+    role: JobRole | None
     step_delay: float
     create_failed: str | None = None
     fail_running: tuple[str, float] | None = None
@@ -151,6 +202,8 @@ class EmulatedJob:
     finished_at: dt.datetime | None = None
     transitions: list[dict[str, Any]] = field(default_factory=list)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
+    metrics: dict[str, tuple[float, str]] = field(default_factory=dict)  # name → (latest value, when)
+    progress: tuple[float, str] | None = None
     process: subprocess.Popen[str] | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     stop_requested: threading.Event = field(default_factory=threading.Event)
@@ -202,22 +255,29 @@ class EmulatedJob:
     def labels(self) -> dict[str, str]:
         return {str(lb.get("Key")): str(lb.get("Value")) for lb in self.body.get("Labels") or []}
 
-    def describe(self, base_url: str) -> dict[str, Any]:
-        """The job as GetTrainingJob answers it."""
+    def output_uri(self, channel: Mapping[str, Any], base_url: str) -> str:
+        """The channel's OutputUri exactly as sent; one the body did not give is the emulator's http copy."""
+        return channel.get("OutputUri") or f"{base_url}/outputs/{self.job_id}/{channel['Name']}/"
+
+    def describe(self, base_url: str, *, listed: bool = False) -> dict[str, Any]:
+        """The job as GetTrainingJob (or, ``listed``, ListTrainingJobs) answers it, with the types Alibaba's
+        SDK declares for each (its Scheduler values are strings in one and numbers in the other)."""
         with self.lock:
             outputs = [
-                {"Name": ch["Name"], "OutputUri": f"{base_url}/outputs/{self.job_id}/{ch['Name']}/"}
+                {**{k: v for k, v in ch.items() if k != "OutputUri"}, "OutputUri": self.output_uri(ch, base_url)}
                 for ch in self.body.get("OutputChannels") or []
             ]
             end = self.finished_at or now()
-            return {
+            scheduler = {k: v if listed else str(v) for k, v in (self.body.get("Scheduler") or {}).items()}
+            described: dict[str, Any] = {
                 "TrainingJobId": self.job_id,
                 "TrainingJobName": self.body.get("TrainingJobName"),
                 "TrainingJobDescription": self.body.get("TrainingJobDescription", ""),
                 "WorkspaceId": self.body.get("WorkspaceId"),
-                "AlgorithmName": self.body.get("AlgorithmName"),
+                "AlgorithmName": self.body.get("AlgorithmName", ""),
                 "AlgorithmProvider": self.body.get("AlgorithmProvider", ""),
-                "AlgorithmVersion": self.body.get("AlgorithmVersion"),
+                "AlgorithmVersion": self.body.get("AlgorithmVersion", ""),
+                "IsTempAlgo": self.body.get("AlgorithmSpec") is not None,
                 "HyperParameters": list(self.body.get("HyperParameters") or []),
                 "InputChannels": list(self.body.get("InputChannels") or []),
                 "OutputChannels": outputs,
@@ -226,8 +286,10 @@ class EmulatedJob:
                     None,
                 ),
                 "ComputeResource": self.body.get("ComputeResource") or {},
-                "Scheduler": self.body.get("Scheduler") or {},
+                "Scheduler": scheduler,
                 "Labels": list(self.body.get("Labels") or []),
+                "Environments": dict(self.body.get("Environments") or {}),
+                "PythonRequirements": list(self.body.get("PythonRequirements") or []),
                 "Status": self.status,
                 "ReasonCode": self.reason_code,
                 "ReasonMessage": self.reason_message,
@@ -236,8 +298,40 @@ class EmulatedJob:
                 "GmtModifiedTime": iso(self.modified_at),
                 "Duration": int((end - self.started_at).total_seconds()) if self.started_at else 0,
                 "TrainingJobUrl": f"{base_url}/_emulator/jobs/{self.job_id}",
+                "LatestMetrics": [
+                    {"Name": name, "Value": value, "Timestamp": when}
+                    for name, (value, when) in sorted(self.metrics.items())
+                ],
                 "Emulator": LABEL,
             }
+            if self.progress is not None:
+                described["LatestProgress"] = {
+                    "OverallProgress": {"Value": self.progress[0], "Timestamp": self.progress[1]}
+                }
+            for key in ("AlgorithmSpec", "RoleArn", "Priority"):
+                if self.body.get(key) is not None:
+                    described[key] = self.body[key]
+            return described
+
+    def observe(self, line: str) -> None:
+        """Match a log line against the job's MetricDefinitions and ProgressDefinitions."""
+        program = self.program
+        for definition in program.metric_definitions:
+            match = re.search(definition["Regex"], line)
+            if match and match.groups():
+                try:
+                    with self.lock:
+                        self.metrics[definition["Name"]] = (float(match.group(1)), iso(now()))
+                except ValueError:
+                    pass
+        if program.progress_regex:
+            match = re.search(program.progress_regex, line)
+            if match and match.groups():
+                try:
+                    with self.lock:
+                        self.progress = (float(match.group(1)), iso(now()))
+                except ValueError:
+                    pass
 
 
 class JobRunner:
@@ -277,37 +371,39 @@ class JobRunner:
             if self._pause():
                 return self._stopped()
         try:
-            command, env = self._prepare()
+            command, env, cwd = self._prepare()
         except InitializeError as exc:
             return job.move(PaiStatus.INITIALIZE_FAILED, "InitializeFailed", str(exc))
         job.move(PaiStatus.SUBMITTED)
         if self._pause():
             return self._stopped()
-        self._train(command, env)
+        self._train(command, env, cwd)
 
     # -- initializing: the container's files -----------------------------------------------------------
-    def _prepare(self) -> tuple[list[str], dict[str, str]]:
+    def _prepare(self) -> tuple[list[str], dict[str, str], Path]:
         job = self.job
         config_dir = job.workdir / "input" / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
         hyperparameters = {item["Name"]: item["Value"] for item in job.body.get("HyperParameters") or []}
         hps_file = config_dir / "hyperparameters.json"
         hps_file.write_text(json.dumps(hyperparameters, indent=2, ensure_ascii=False), encoding="utf-8")
+        check_requirements(list(job.body.get("PythonRequirements") or []))
+        if job.body.get("PythonRequirements"):
+            job.note("PythonRequirements are installed on this machine already (the emulator installs nothing)")
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLAB_PAI_")}  # a job never sees Mlab's keys
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLAB_PAI_", "MLAB_OSS_", "ALIBABA_CLOUD_"))}
         env.update(
             PAI_CONFIG_DIR=str(config_dir),
             PAI_HPS=json.dumps(hyperparameters, ensure_ascii=False),
             PAI_TRAINING_JOB_ID=job.job_id,
             MLAB_UNDER_PAI_EMULATOR="1",
             PYTHONUNBUFFERED="1",
-            PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
         )
         first_input: Path | None = None
         first_input_dir: Path | None = None
         for channel in job.body.get("InputChannels") or []:
             target = job.workdir / "input" / "data" / channel["Name"]
-            fetched = fetch_input(channel["Name"], channel["InputUri"], target)
+            fetched = self._fetch(channel["Name"], channel["InputUri"], target)
             env[f"PAI_INPUT_{channel['Name'].upper()}"] = str(target)
             if first_input is None:
                 first_input, first_input_dir = fetched, target
@@ -320,27 +416,69 @@ class JobRunner:
             outputs[channel["Name"]] = target
         model_dir = outputs.get("model") or next(iter(outputs.values()), job.workdir / "output" / "model")
         model_dir.mkdir(parents=True, exist_ok=True)
-        values = {
-            "hyperparameters": str(hps_file),
-            "config_dir": str(config_dir),
-            "input": str(first_input or ""),
-            "input_dir": str(first_input_dir or ""),
-            "output": str(model_dir),
-            "job_id": job.job_id,
-        }
-        try:
-            command = [part.format(**values) for part in job.command_template]
-        except (KeyError, IndexError) as exc:
-            raise InitializeError(f"The trainer command has an unknown placeholder: {exc}.") from None
-        return command, env
+        for name, value in (job.body.get("Environments") or {}).items():
+            env[str(name)] = container_path(str(value), job.workdir)
+
+        program = job.program
+        if program.legacy:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+            values = {
+                "hyperparameters": str(hps_file),
+                "config_dir": str(config_dir),
+                "input": str(first_input or ""),
+                "input_dir": str(first_input_dir or ""),
+                "output": str(model_dir),
+                "job_id": job.job_id,
+            }
+            try:
+                return [part.format(**values) for part in program.command], env, job.workdir
+            except (KeyError, IndexError) as exc:
+                raise InitializeError(f"The trainer command has an unknown placeholder: {exc}.") from None
+        code_dir = job.workdir / "code"
+        code_dir.mkdir(parents=True, exist_ok=True)
+        if program.code_uri:
+            archive = self._fetch("CodeDir", program.code_uri, job.workdir / "code-archive")
+            unpack_code(archive, code_dir)
+            job.note(f"CodeDir {program.code_uri} unpacked into /ml/usercode")
+        job.note(f"image {program.image} is not pulled: the emulator runs the Command with this machine's Python")
+        # Only the job's own code is importable, as in a container: the archive must be complete.
+        env["PYTHONPATH"] = str(code_dir)
+        return resolve_command(program.command, job.workdir), env, code_dir
+
+    def _fetch(self, channel: str, uri: str, target: Path) -> Path:
+        if uri.startswith("oss://"):
+            if self.job.role is None:
+                raise InitializeError(f"Input channel {channel}: this emulator has no OSS.")
+            try:
+                return self.job.role.fetch(uri, target)
+            except InitializeError as exc:
+                raise InitializeError(f"Input channel {channel}: {exc}") from None
+        return fetch_input(channel, uri, target)
+
+    def _publish_outputs(self) -> str | None:
+        """Upload each output channel with an oss:// OutputUri (what PAI does when a job ends); the reason it
+        could not, or None."""
+        job = self.job
+        for channel in job.body.get("OutputChannels") or []:
+            uri = channel.get("OutputUri") or ""
+            if not uri.startswith("oss://"):
+                continue
+            if job.role is None:
+                return f"Output channel {channel['Name']}: this emulator has no OSS."
+            try:
+                keys = job.role.publish(job.workdir / "output" / channel["Name"], uri)
+            except InitializeError as exc:
+                return f"Output channel {channel['Name']}: {exc}"
+            job.note(f"output channel {channel['Name']}: {len(keys)} file(s) written to {uri}")
+        return None
 
     # -- running: the trainer ----------------------------------------------------------------------------
-    def _train(self, command: list[str], env: dict[str, str]) -> None:
+    def _train(self, command: list[str], env: dict[str, str], cwd: Path) -> None:
         job = self.job
         try:
             process = subprocess.Popen(
                 command,
-                cwd=job.workdir,
+                cwd=cwd,
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -357,7 +495,7 @@ class JobRunner:
         reader = threading.Thread(target=self._read_output, args=(process,), daemon=True)
         reader.start()
 
-        limit = float((job.body.get("Scheduler") or {}).get("MaxRunningTimeInSeconds") or 0)
+        limit = time_limit(job.body)
         started = now()
         outcome: tuple[str, str, str] | None = None
         while process.poll() is None:
@@ -370,7 +508,7 @@ class JobRunner:
                 outcome = (
                     PaiStatus.FAILED,
                     "JobTimeout",
-                    f"The job ran longer than its MaxRunningTimeInSeconds ({limit:g} s) and was stopped.",
+                    f"The job ran longer than its Scheduler allows ({limit:g} s) and was stopped.",
                 )
             if outcome:
                 terminate(process)
@@ -380,7 +518,8 @@ class JobRunner:
         reader.join(timeout=5)
         if outcome is None:
             if process.returncode == 0:
-                outcome = (PaiStatus.SUCCEED, "", "")
+                refused = self._publish_outputs()
+                outcome = (PaiStatus.FAILED, "OutputUploadFailed", refused) if refused else (PaiStatus.SUCCEED, "", "")
             else:
                 last = next(
                     (line for line in reversed(job.log) if line.strip() and not line.startswith(LOG_PREFIX)), ""
@@ -397,10 +536,7 @@ class JobRunner:
         assert process.stdout is not None
         for line in process.stdout:
             self.job.append_log(line.rstrip("\n"))
-
-
-class InitializeError(Exception):
-    """A job cannot start: its inputs cannot be fetched or its command cannot be built."""
+            self.job.observe(line)
 
 
 def terminate(process: subprocess.Popen[str]) -> None:
@@ -445,5 +581,5 @@ def fetch_input(channel: str, uri: str, target: Path) -> Path:
             raise InitializeError(f"Input channel {channel}: could not read {uri} ({type(exc).__name__}).") from None
         return dest
     raise InitializeError(
-        f"Input channel {channel}: the emulator reads file:// and http(s):// inputs, not {parts.scheme or uri}."
+        f"Input channel {channel}: the emulator reads oss://, file:// and http(s):// inputs, not {parts.scheme or uri}."
     )

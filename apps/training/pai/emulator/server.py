@@ -3,6 +3,7 @@ and the loopback-only control API."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -30,7 +31,14 @@ SERVER_HEADER = "Mlab-PAI-Emulator/1.0 (an emulator of Alibaba Cloud PAI, not PA
 MAX_BODY_BYTES = 16 * 1024 * 1024
 LOOPBACK = ("127.0.0.1", "::1")
 _JOB_ID = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
+_ALGORITHM = r"(?P<algorithm_id>[A-Za-z0-9_-]{1,64})"
+_VERSION = r"(?P<version>[A-Za-z0-9_.-]{1,64})"
 ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("POST", re.compile(r"^/api/v1/algorithms/?$"), "CreateAlgorithm"),
+    ("GET", re.compile(r"^/api/v1/algorithms/?$"), "ListAlgorithms"),
+    ("POST", re.compile(rf"^/api/v1/algorithms/{_ALGORITHM}/versions/{_VERSION}$"), "CreateAlgorithmVersion"),
+    ("GET", re.compile(rf"^/api/v1/algorithms/{_ALGORITHM}/versions/?$"), "ListAlgorithmVersions"),
+    ("GET", re.compile(rf"^/api/v1/algorithms/{_ALGORITHM}/versions/{_VERSION}$"), "GetAlgorithmVersion"),
     ("POST", re.compile(r"^/api/v1/trainingjobs/?$"), "CreateTrainingJob"),
     ("GET", re.compile(r"^/api/v1/trainingjobs/?$"), "ListTrainingJobs"),
     ("GET", re.compile(rf"^/api/v1/trainingjobs/{_JOB_ID}$"), "GetTrainingJob"),
@@ -56,6 +64,26 @@ def labels_of(query: Mapping[str, str]) -> dict[str, str]:
     if not isinstance(labels, dict):
         raise ApiError(400, "InvalidParameter", 'Labels must be a JSON object {"key": "value"}.')
     return {str(k): str(v) for k, v in labels.items()}
+
+
+def time_of(query: Mapping[str, str], name: str) -> dt.datetime | None:
+    """StartTime / EndTime: ISO 8601 in UTC (``2024-03-01T08:00:00Z``, fractions allowed)."""
+    text = query.get(name)
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "InvalidParameter", f"{name} must be ISO 8601, e.g. 2024-03-01T08:00:00Z.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def form_of(body: bytes) -> dict[str, str]:
+    """A formData body (CreateAlgorithm, CreateAlgorithmVersion send their fields so)."""
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise ApiError(400, "InvalidParameter", "The form body is not UTF-8.") from None
 
 
 def page_of(query: Mapping[str, str], *, default_size: int, max_size: int) -> tuple[int, int]:
@@ -192,6 +220,12 @@ class _Handler(BaseHTTPRequestHandler):
         if lowered.get("x-acs-version") != API_VERSION:
             raise ApiError(400, "InvalidVersion", f"x-acs-version must be {API_VERSION}.")
 
+        if emulator.faults.denied(action):
+            raise ApiError(
+                403,
+                "Forbidden.RAM",
+                f"The RAM user is not authorized to perform paistudio:{action} in workspace {emulator.workspace_id}.",
+            )
         error_status = emulator.faults.take_error(action)
         if error_status is not None:
             raise ApiError(error_status, "InternalError", f"{LABEL}: failing this {action} as it was told to.")
@@ -216,19 +250,30 @@ class _Handler(BaseHTTPRequestHandler):
             return self._ok(TrainingJobId=job.job_id)
         if action == "ListTrainingJobs":
             page, size = page_of(query, default_size=20, max_size=100)
-            jobs = emulator.list_jobs(
-                workspace_id=query.get("WorkspaceId"),
-                labels=labels_of(query),
-                status=query.get("Status"),
-                name=query.get("TrainingJobName"),
-            )
+            try:
+                jobs = emulator.list_jobs(
+                    workspace_id=query.get("WorkspaceId"),
+                    labels=labels_of(query),
+                    status=query.get("Status"),
+                    name=query.get("TrainingJobName"),
+                    job_id=query.get("TrainingJobId"),
+                    algorithm_name=query.get("AlgorithmName"),
+                    start=time_of(query, "StartTime"),
+                    end=time_of(query, "EndTime"),
+                    sort_by=query.get("SortBy"),
+                    order=query.get("Order"),
+                )
+            except ValueError as exc:
+                raise ApiError(400, "InvalidParameter", str(exc)) from None
             shown = jobs[(page - 1) * size : page * size]
-            return self._ok(TrainingJobs=[job.describe(base) for job in shown], TotalCount=len(jobs))
+            return self._ok(TrainingJobs=[job.describe(base, listed=True) for job in shown], TotalCount=len(jobs))
         if action == "GetTrainingJob":
             return self._ok(**emulator.job(args["job_id"]).describe(base))
         if action == "StopTrainingJob":
             emulator.stop_job(args["job_id"])
             return self._ok()
+        if action.endswith(("Algorithm", "Algorithms", "AlgorithmVersion", "AlgorithmVersions")):
+            return self._algorithms(action, args, query, body)
         if action == "ListTrainingJobLogs":
             job = emulator.job(args["job_id"])
             page, size = page_of(query, default_size=100, max_size=1000)
@@ -236,6 +281,51 @@ class _Handler(BaseHTTPRequestHandler):
                 lines = list(job.log)
             return self._ok(Logs=lines[(page - 1) * size : page * size], TotalCount=str(len(lines)))
         raise ApiError(404, "InvalidApi.NotFound", action)
+
+    def _algorithms(self, action: str, args: dict[str, str], query: dict[str, str], body: bytes) -> dict[str, Any]:
+        registry = self.server.emulator.algorithms
+        workspace = self.server.emulator.workspace_id
+        try:
+            if action == "CreateAlgorithm":
+                form = form_of(body)
+                if form.get("WorkspaceId") and form["WorkspaceId"] != workspace:
+                    raise ApiError(400, "InvalidParameter", f"WorkspaceId {form['WorkspaceId']} does not exist.")
+                created = registry.create(
+                    name=form.get("AlgorithmName", ""),
+                    workspace_id=workspace,
+                    display_name=form.get("DisplayName", ""),
+                    description=form.get("AlgorithmDescription", ""),
+                )
+                return self._ok(AlgorithmId=created.algorithm_id)
+            if action == "ListAlgorithms":
+                page, size = page_of(query, default_size=20, max_size=100)
+                found = registry.find(
+                    workspace_id=query.get("WorkspaceId") or workspace,
+                    name=query.get("AlgorithmName"),
+                    algorithm_id=query.get("AlgorithmId"),
+                )
+                shown = found[(page - 1) * size : page * size]
+                return self._ok(Algorithms=[_algorithm(a) for a in shown], TotalCount=len(found))
+            algorithm = registry.get(args["algorithm_id"])
+            if action == "CreateAlgorithmVersion":
+                raw = form_of(body).get("AlgorithmSpec") or "{}"
+                try:
+                    spec = json.loads(raw)
+                except ValueError:
+                    raise ApiError(400, "InvalidParameter", "AlgorithmSpec is not JSON.") from None
+                registry.add_version(algorithm.algorithm_id, args["version"], spec)
+                return self._ok(AlgorithmId=algorithm.algorithm_id, AlgorithmVersion=args["version"])
+            if action == "ListAlgorithmVersions":
+                versions = [_version(algorithm, v) for v in sorted(algorithm.versions)]
+                return self._ok(AlgorithmVersions=versions, TotalCount=len(versions))
+            if args["version"] not in algorithm.versions:
+                raise ApiError(404, "AlgorithmVersionNotFound", f"Version {args['version']} does not exist.")
+            spec, _ = algorithm.versions[args["version"]]
+            return self._ok(**_version(algorithm, args["version"]), AlgorithmSpec=spec)
+        except LookupError as exc:
+            raise ApiError(404, "AlgorithmNotFound", str(exc)) from None
+        except ValueError as exc:
+            raise ApiError(400, "InvalidParameter", str(exc)) from None
 
     # -- output channels -------------------------------------------------------------------------------
     def _serve_output(self, path: str) -> None:
@@ -324,3 +414,32 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (a read timeout the emulator was told to cause): nothing to answer to.
             self.close_connection = True
+
+
+def _algorithm(algorithm: Any) -> dict[str, Any]:
+    from .jobs import iso
+
+    return {
+        "AlgorithmId": algorithm.algorithm_id,
+        "AlgorithmName": algorithm.name,
+        "AlgorithmProvider": "",
+        "AlgorithmDescription": algorithm.description,
+        "DisplayName": algorithm.display_name,
+        "WorkspaceId": algorithm.workspace_id,
+        "GmtCreateTime": iso(algorithm.created),
+        "GmtModifiedTime": iso(algorithm.created),
+    }
+
+
+def _version(algorithm: Any, version: str) -> dict[str, Any]:
+    from .jobs import iso
+
+    created = iso(algorithm.versions[version][1])
+    return {
+        "AlgorithmId": algorithm.algorithm_id,
+        "AlgorithmName": algorithm.name,
+        "AlgorithmProvider": "",
+        "AlgorithmVersion": version,
+        "GmtCreateTime": created,
+        "GmtModifiedTime": created,
+    }
