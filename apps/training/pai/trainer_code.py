@@ -39,6 +39,8 @@ MODULES = (
     "apps/training/__init__.py",
     "apps/training/pai/__init__.py",
     "apps/training/pai/hyperparameters.py",
+    "mlabsite/__init__.py",
+    "mlabsite/errors.py",
 )
 # The trainer's third-party distributions, pinned from requirements.txt (those it does not list are left
 # out: an optional one another trainer version uses).
