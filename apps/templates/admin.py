@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.core.exceptions import ValidationError
+from django.http import HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
 from .models import AlgorithmTemplate, TemplateNode
 from .nodes import Group, Param, registry
-from .selectors import template_list
-from .validation import chain_errors
+from .selectors import template_changeable_list, template_list, template_may_change
+from .services import template_node_delete, template_node_save
+from .validation import chain_errors, template_chain_errors
 
 
 def _range_text(param: Param) -> str:
@@ -125,7 +128,7 @@ class AlgorithmTemplateAdmin(admin.ModelAdmin):
         return template_list(user=request.user)
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and not request.user.is_superuser and (obj.builtin or obj.owner_id != request.user.pk):
+        if obj is not None and not template_may_change(request.user, obj):
             return False
         return super().has_change_permission(request, obj)
 
@@ -133,6 +136,25 @@ class AlgorithmTemplateAdmin(admin.ModelAdmin):
         if obj is not None and obj.builtin:
             return False
         return self.has_change_permission(request, obj) and super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            del actions["delete_selected"]
+            actions["delete_own_selected"] = self.get_action("delete_own_selected")
+        return actions
+
+    @admin.action(description="Delete selected templates (yours only)", permissions=["delete"])
+    def delete_own_selected(self, request, queryset):
+        """Django's bulk delete checks the model permission only; this one refuses the whole batch when it holds
+        a template the user may not delete (built in, or someone else's)."""
+        others = [t.name for t in queryset if t.builtin or not template_may_change(request.user, t)]
+        if others:
+            self.message_user(
+                request, f"Not deleted: you may delete only templates you own ({', '.join(others)}).", messages.ERROR
+            )
+            return None
+        return delete_selected(self, request, queryset)
 
     def save_model(self, request, obj, form, change):
         if not change and obj.owner_id is None and not request.user.is_superuser:
@@ -153,14 +175,72 @@ def launch_url(template: AlgorithmTemplate) -> str | None:
         return None
 
 
+class TemplateNodeForm(forms.ModelForm):
+    """One node on its own: the template's chain, with this node added or changed, must stay runnable."""
+
+    class Meta:
+        model = TemplateNode
+        fields = ["template", "position", "key", "node_type", "overrides", "locked"]
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        template = cleaned.get("template")
+        if template is not None and not self.errors:
+            node = self.instance
+            node.template, node.position, node.node_type = template, cleaned["position"], cleaned["node_type"]
+            errors = template_chain_errors(template, changed=node)
+            if errors:
+                raise ValidationError(errors)
+        return cleaned
+
+
 @admin.register(TemplateNode)
 class TemplateNodeAdmin(admin.ModelAdmin):
+    """Nodes one by one. Only a template's owner (or a superuser; built-in templates: superusers only) changes
+    its nodes, and every change goes through the services that keep the chain runnable."""
+
+    form = TemplateNodeForm
     list_display = ["template", "position", "key", "node_type"]
     list_filter = ["node_type"]
     readonly_fields = ["parameters"]
+    actions = None  # no bulk delete: each deletion is checked against the chain it leaves
 
     class Media:
         css = {"all": ["mlab/admin.css"]}
+
+    def get_queryset(self, request):
+        visible = template_list(user=request.user).values("pk")
+        return super().get_queryset(request).filter(template__in=visible).select_related("template")
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and not template_may_change(request.user, obj.template):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and not template_may_change(request.user, obj.template):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "template":
+            kwargs["queryset"] = template_changeable_list(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        template_node_save(node=obj)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        node = self.get_object(request, object_id)
+        if node is not None and self.has_delete_permission(request, node):
+            errors = template_chain_errors(node.template, removed=node)
+            if errors:
+                self.message_user(request, f"{node} was not deleted: {' '.join(errors)}", messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:algo_templates_templatenode_change", args=[node.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        template_node_delete(node=obj)
 
     @admin.display(description="Parameters")
     def parameters(self, node: TemplateNode) -> str:

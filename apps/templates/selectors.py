@@ -17,6 +17,18 @@ def template_list(*, user) -> QuerySet[AlgorithmTemplate]:
     return qs.filter(Q(published=True) | Q(owner=user))
 
 
+def template_may_change(user, template: AlgorithmTemplate) -> bool:
+    """Whether ``user`` may change ``template`` and its nodes: its owner, or a superuser; a built-in template
+    only a superuser (its presets are every user's)."""
+    return user.is_superuser or (not template.builtin and template.owner_id == user.pk)
+
+
+def template_changeable_list(*, user) -> QuerySet[AlgorithmTemplate]:
+    """Templates whose nodes ``user`` may change (see ``template_may_change``)."""
+    qs = AlgorithmTemplate.objects.select_related("owner")
+    return qs if user.is_superuser else qs.filter(owner=user, builtin=False)
+
+
 def template_get(*, user, slug: str) -> AlgorithmTemplate:
     """Raises AlgorithmTemplate.DoesNotExist when ``user`` may not see it."""
     return template_list(user=user).get(slug=slug)

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from .builtins import BUILTIN_TEMPLATES
 from .models import AlgorithmTemplate, TemplateNode
-from .validation import chain_errors
+from .validation import chain_errors, template_chain_errors
 
 
 @transaction.atomic
@@ -62,6 +62,31 @@ def _template_nodes_replace(template: AlgorithmTemplate, nodes: Iterable[Mapping
         except ValidationError as exc:
             raise ValidationError({"nodes": [f"{spec['key']}: {m}" for m in exc.messages]}) from exc
         node.save()
+
+
+@transaction.atomic
+def template_node_save(*, node: TemplateNode) -> TemplateNode:
+    """Add or change one node of a template. The template's chain must stay runnable (one sample node first,
+    exactly one training and one evaluation node for the template's task, in order): ValidationError on
+    ``nodes`` otherwise, and nothing is written."""
+    template = AlgorithmTemplate.objects.select_for_update().get(pk=node.template_id)
+    errors = template_chain_errors(template, changed=node)
+    if errors:
+        raise ValidationError({"nodes": errors})
+    node.full_clean()
+    node.save()
+    return node
+
+
+@transaction.atomic
+def template_node_delete(*, node: TemplateNode) -> None:
+    """Delete one node of a template, unless the chain left would not be runnable (ValidationError on
+    ``nodes``)."""
+    template = AlgorithmTemplate.objects.select_for_update().get(pk=node.template_id)
+    errors = template_chain_errors(template, removed=node)
+    if errors:
+        raise ValidationError({"nodes": errors})
+    node.delete()
 
 
 @transaction.atomic

@@ -81,6 +81,19 @@ def validate_run_params(
     return cleaned
 
 
+def template_chain_errors(
+    template: AlgorithmTemplate, *, changed: TemplateNode | None = None, removed: TemplateNode | None = None
+) -> list[str]:
+    """What would be wrong with ``template``'s chain if ``changed`` were saved (added or edited) and ``removed``
+    deleted; the chain as stored when both are None."""
+    nodes: dict[object, tuple[int, str]] = {node.pk: (node.position, node.node_type) for node in template.nodes.all()}
+    if removed is not None:
+        nodes.pop(removed.pk, None)
+    if changed is not None:
+        nodes[changed.pk or "new"] = (changed.position, changed.node_type)
+    return chain_errors(template.task_type, [node_type for _, node_type in sorted(nodes.values())])
+
+
 _ORDER = {NodeKind.SAMPLE: 0, NodeKind.PREPROCESS: 1, NodeKind.SPLIT: 1, NodeKind.TRAIN: 2, NodeKind.EVALUATE: 3}
 
 

@@ -33,7 +33,13 @@ from django.core.exceptions import ValidationError
 from apps.templates.models import AlgorithmTemplate
 from apps.templates.nodes import NodeKind, NodeValidationError
 from apps.templates.payload import build_payload, mask_secrets, secret_values
-from apps.templates.validation import NodeSpec, RunParamsInvalid, template_specs, validate_run_params
+from apps.templates.validation import (
+    NodeSpec,
+    RunParamsInvalid,
+    chain_errors,
+    template_specs,
+    validate_run_params,
+)
 
 from .datasources import DataSourceError, Schema
 from .models import DataSource, TrainingRun
@@ -86,10 +92,10 @@ def prepare_launch(
     except DataSourceError as exc:
         raise ValidationError({"datasource": str(exc)}) from None
     specs = template_specs(template)
-    sample_specs = [s for s in specs if s.node_type.kind == NodeKind.SAMPLE]
-    if len(sample_specs) != 1:
-        raise ValidationError({"template": "This template has no sample node."})
-    sample_node = sample_specs[0].key
+    broken = chain_errors(template.task_type, [spec.node_type.key for spec in specs])
+    if broken:
+        raise ValidationError({"template": f"Template {template.slug} cannot run: {' '.join(broken)}"})
+    sample_node = next(spec.key for spec in specs if spec.node_type.kind == NodeKind.SAMPLE)
     cleaned = validate_run_params(template, params, allowlist=SchemaAllowList(columns), specs=specs)
     try:
         query = build_sample_query(cleaned[sample_node], columns=columns, task=template.task_type)
