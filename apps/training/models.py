@@ -101,6 +101,9 @@ class TrainingRun(models.Model):
     )
     rq_job_id = models.CharField(max_length=64, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    requeues = models.PositiveSmallIntegerField(
+        default=0, help_text="Times the reaper queued the run again after its job was lost or waited too long."
+    )
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     artifact = models.ForeignKey(
         "artifacts.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"

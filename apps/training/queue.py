@@ -12,6 +12,7 @@ from datetime import timedelta
 import django_rq
 from django.conf import settings
 from rq import Callback
+from rq.job import Job
 
 QUEUE = "default"
 TRAINING_JOB = "apps.training.jobs.run_training"
@@ -30,6 +31,13 @@ def enqueue_training(run_id: int) -> str:
         description=f"training run {run_id}",
     )
     return job.id
+
+
+def training_job_exists(job_id: str) -> bool:
+    """Whether RQ still holds the job (queued, scheduled, started or just finished); False once it was deleted,
+    e.g. from the dashboard, or lost with a Redis restart."""
+    queue = django_rq.get_queue(QUEUE)
+    return Job.exists(job_id, connection=queue.connection)
 
 
 def enqueue_pai_poll(run_id: int, *, delay: float) -> None:

@@ -261,5 +261,7 @@ MLAB_TRAINING_TIMEOUT_SECONDS = env.int("MLAB_TRAINING_TIMEOUT_SECONDS", default
 MLAB_RUN_HEARTBEAT_SECONDS = env.int("MLAB_RUN_HEARTBEAT_SECONDS", default=30)
 MLAB_RUN_REAP_AFTER_SECONDS = env.int("MLAB_RUN_REAP_AFTER_SECONDS", default=60)
 MLAB_WORKER_MAINTENANCE_SECONDS = env.int("MLAB_WORKER_MAINTENANCE_SECONDS", default=30)
+# A queued run whose job is gone from RQ, or that has waited this long, is queued again once, then failed.
+MLAB_RUN_QUEUE_LIMIT_SECONDS = env.int("MLAB_RUN_QUEUE_LIMIT_SECONDS", default=6 * 3600)
 # How long a queued run's secret parameters wait in Redis for its job (they are deleted once used).
 MLAB_RUN_SECRETS_SECONDS = env.int("MLAB_RUN_SECRETS_SECONDS", default=6 * 3600)

@@ -28,12 +28,20 @@ from ..heartbeat import heartbeat_alive
 from ..launch import prepare_launch
 from ..models import DataSource, TrainingRun, TrainingRunEvent
 from ..pai_polls import pai_poll_schedule, pai_poll_scheduled
-from ..queue import enqueue_pai_stop, enqueue_training
+from ..queue import enqueue_pai_stop, enqueue_training, training_job_exists
 from ..run_secrets import run_secrets_forget, run_secrets_stash
 
 logger = logging.getLogger(__name__)
 Status = TrainingRun.Status
 ACTIVE = (Status.QUEUED, Status.RUNNING)
+QUEUE_LOST = (
+    "This run never started: its job was lost from the queue (deleted from the RQ dashboard, or lost with a "
+    "Redis restart) and queueing it again did not help. Relaunch it."
+)
+QUEUE_TIMEOUT = (
+    "This run waited more than {duration} in the queue, even after being queued again: no worker took it. "
+    "Check that a worker runs (python -m mlabsite.serve starts one), then relaunch it."
+)
 WORKER_DIED = (
     "The worker running this training stopped before it finished (it was killed or ran out of memory). "
     "Nothing was saved. Relaunch the run to try again."
@@ -245,7 +253,8 @@ def training_run_mark_cancelled(run_id: int, *, message: str) -> bool:
 
 def training_runs_reap(*, now=None) -> int:
     """Fail local runs whose worker died: running, no live heartbeat, not updated for
-    settings.MLAB_RUN_REAP_AFTER_SECONDS.
+    settings.MLAB_RUN_REAP_AFTER_SECONDS. Queued runs whose job is gone, or that waited longer than
+    settings.MLAB_RUN_QUEUE_LIMIT_SECONDS, are queued again once, then failed (``training_runs_queued_reap``).
 
     PAI runs are watched by their poll job instead: a lost poller is re-enqueued, never failed.
     Returns how many runs were reaped or recovered.
@@ -253,7 +262,7 @@ def training_runs_reap(*, now=None) -> int:
     now = now or timezone.now()
     grace = timedelta(seconds=settings.MLAB_RUN_REAP_AFTER_SECONDS)
     stale = TrainingRun.objects.filter(status=Status.RUNNING, updated_at__lt=now - grace)
-    reaped = 0
+    reaped = training_runs_queued_reap(now=now)
     for run in stale.only("pk", "engine", "external_job_id"):
         if run.engine == TrainingRun.Engine.PAI and run.external_job_id:
             if not pai_poll_scheduled(run.pk):
@@ -264,5 +273,39 @@ def training_runs_reap(*, now=None) -> int:
             continue
         if training_run_fail(run.pk, error=WORKER_DIED, stage="worker stopped"):
             logger.warning("training run %s: worker died; marked failed", run.pk)
+            reaped += 1
+    return reaped
+
+
+def training_runs_queued_reap(*, now) -> int:
+    """Queued runs past the grace period whose RQ job no longer exists, or that have waited longer than the
+    queue limit since they were (re)queued: queued again once, then failed with a plain reason. Each step is
+    in the run's log. Returns how many were requeued or failed."""
+    grace = timedelta(seconds=settings.MLAB_RUN_REAP_AFTER_SECONDS)
+    limit = timedelta(seconds=settings.MLAB_RUN_QUEUE_LIMIT_SECONDS)
+    queued = TrainingRun.objects.filter(status=Status.QUEUED, updated_at__lt=now - grace)
+    reaped = 0
+    for run in queued.only("pk", "rq_job_id", "requeues", "updated_at"):
+        lost = not run.rq_job_id or not training_job_exists(run.rq_job_id)
+        if not lost and run.updated_at >= now - limit:
+            continue
+        why = "its job was lost from the queue" if lost else "it waited too long in the queue"
+        if run.requeues == 0:
+            requeued = TrainingRun.objects.filter(pk=run.pk, status=Status.QUEUED, requeues=0).update(
+                requeues=1, updated_at=timezone.now()
+            )
+            if requeued:
+                training_run_log(run.pk, f"Queued again: {why}.", level="warning", stage="queued")
+                training_run_enqueue(run.pk)
+                reaped += 1
+            continue
+        hours = limit.total_seconds() / 3600
+        duration = f"{hours:g} hour{'' if hours == 1 else 's'}"
+        error = QUEUE_LOST if lost else QUEUE_TIMEOUT.format(duration=duration)
+        if training_run_finish(
+            run.pk, status=Status.FAILED, stage="never started", error=error, expected=(Status.QUEUED,)
+        ):
+            training_run_log(run.pk, error, level="error", stage="never started")
+            logger.warning("training run %s: %s twice; marked failed", run.pk, why)
             reaped += 1
     return reaped
