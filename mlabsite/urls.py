@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("apps.deploy.urls")),
 ]
 
+
 def superusers_only(patterns: list) -> list[URLPattern]:
     """The RQ dashboard empties queues and deletes or requeues anyone's jobs: superusers only (django-rq lets
     every staff user in). Others are sent to the admin login."""

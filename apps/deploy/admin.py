@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
@@ -64,6 +65,9 @@ class SceneAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
+        owners = form.base_fields.get("owners")
+        if isinstance(owners, forms.ModelMultipleChoiceField):
+            owners.queryset = selectors.scene_owner_candidates(scene=obj)
         if obj is None and "owners" in form.base_fields:
             form.base_fields["owners"].required = False
             form.base_fields["owners"].help_text = "You become an owner too."
@@ -280,7 +284,7 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(_ReadOnlyAdmin):
     list_display = ["scene", "version", "run", "format", "size", "short_sha", "created_by", "created_at"]
-    list_filter = ["scene"]
+    list_filter = [("scene", admin.RelatedOnlyFieldListFilter)]  # only the scenes of rows the user sees
     list_select_related = ["scene", "run", "created_by"]
 
     def get_queryset(self, request):
@@ -296,7 +300,7 @@ class DeploymentAdmin(_ReadOnlyAdmin):
     """Deployments are made on the scene page (or the API, or `deploy`): here they are only listed."""
 
     list_display = ["scene", "revision", "split_text", "comment", "author", "rollback_of", "created_at"]
-    list_filter = ["scene"]
+    list_filter = [("scene", admin.RelatedOnlyFieldListFilter)]  # only the scenes of rows the user sees
     list_select_related = ["scene", "author"]
 
     def get_queryset(self, request):

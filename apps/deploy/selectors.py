@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from mlab_client.routing import owners_from_ranges
+from mlabsite.roles import BUSINESS_DEVELOPERS
 
 from .models import ClientToken, ConfigRevision, Deployment, ModelVersion, Scene
 
@@ -32,6 +34,16 @@ def scene_get(*, user, name: str) -> Scene:
 
 def scene_owned_by(scene: Scene, user) -> bool:
     return user.is_superuser or scene.owners.filter(pk=user.pk).exists()
+
+
+def scene_owner_candidates(*, scene: Scene | None = None) -> QuerySet:
+    """Who may be made an owner of a scene: active business developers (and the scene's current owners, so
+    that editing it never drops one). Other users' names are not offered."""
+    users = get_user_model().objects.filter(is_active=True)
+    chosen = Q(groups__name=BUSINESS_DEVELOPERS)
+    if scene is not None:
+        chosen |= Q(pk__in=scene.owners.values("pk"))
+    return users.filter(chosen).distinct().order_by("username")
 
 
 def model_version_list(*, scene: Scene) -> QuerySet[ModelVersion]:

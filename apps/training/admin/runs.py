@@ -38,7 +38,13 @@ def _metric(run: TrainingRun, name: str) -> str:
 class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "template", "status_badge", "stage", "progress_bar", "engine", "owner", "auc", "r2",
                     "duration", "created_at"]  # fmt: skip
-    list_filter = ["status", "engine", "template", "datasource"]
+    # Templates and sources of the runs the user sees only: no names of others' private templates.
+    list_filter = [
+        "status",
+        "engine",
+        ("template", admin.RelatedOnlyFieldListFilter),
+        ("datasource", admin.RelatedOnlyFieldListFilter),
+    ]
     list_select_related = ["template", "owner"]
     search_fields = ["id", "template__slug", "owner__username", "external_job_id"]
     date_hierarchy = "created_at"
