@@ -21,6 +21,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from .configs import Published, config_body, config_memo
+from .selectors import client_token_revoked
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,22 @@ def channel_prefix(db: int) -> str:
     # Pub/sub channels are global across Redis databases: the database number keeps apart Mlab
     # instances sharing one server.
     return f"{CHANNEL_PREFIX}:db{db}:"
+
+
+def revocation_channel(db: int) -> str:
+    # Not under the config channels' prefix: the listener's pattern subscription must not see it.
+    return f"mlab:client-token-revoked:db{db}"
+
+
+def token_revoked_notify(*, connection: Redis, digest: str) -> int:
+    """Tell every process that the client token with this digest was revoked (its long polls answer 401 when
+    they wake). Returns how many listeners got it (0 when Redis failed: logged; polls then re-check the
+    database when their wait ends)."""
+    try:
+        return connection.publish(revocation_channel(_db_of(connection.connection_pool.connection_kwargs)), digest)
+    except RedisError as exc:
+        logger.warning("could not announce a revoked client token: %s", exc)
+        return 0
 
 
 def config_notify(*, connection: Redis, scene: str, revision: int, etag: str, content: dict) -> int:
@@ -54,6 +71,7 @@ class Waiter:
 
     event: asyncio.Event = field(default_factory=asyncio.Event)
     change: Published | None = None
+    token_digest: str | None = None  # the client token of the poll, woken when it is revoked
 
     def wake(self, change: Published | None) -> None:
         if change is not None and (self.change is None or change.revision > self.change.revision):
@@ -75,10 +93,10 @@ class ConfigListener:
         self.task: asyncio.Task | None = None
         self.subscribed = asyncio.Event()
 
-    def add(self, scene: str) -> Waiter:
+    def add(self, scene: str, *, token_digest: str | None = None) -> Waiter:
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run(), name="mlab-config-listener")
-        waiter = Waiter()
+        waiter = Waiter(token_digest=token_digest)
         self.waiters.setdefault(scene, set()).add(waiter)
         logger.debug("poll of %s waiting; %d polls waiting", scene, self.waiting)
         return waiter
@@ -100,6 +118,15 @@ class ConfigListener:
             for waiter in waiters:
                 waiter.wake(None)
 
+    def _revoked(self, data: bytes | str) -> None:
+        digest = data.decode() if isinstance(data, bytes) else data
+        client_token_revoked(digest)
+        # Waiters of that token re-check now rather than on their next notification.
+        for waiters in self.waiters.values():
+            for waiter in waiters:
+                if waiter.token_digest == digest:
+                    waiter.wake(None)
+
     def _dispatch(self, data: bytes) -> None:
         try:
             message = json.loads(data)
@@ -120,7 +147,9 @@ class ConfigListener:
             client = aioredis.from_url(self.url, socket_connect_timeout=5, health_check_interval=30)
             pubsub = client.pubsub()
             try:
-                await pubsub.psubscribe(channel_prefix(_db_of(client.connection_pool.connection_kwargs)) + "*")
+                db = _db_of(client.connection_pool.connection_kwargs)
+                await pubsub.psubscribe(channel_prefix(db) + "*")
+                await pubsub.subscribe(revocation_channel(db))
                 while True:
                     # A bounded read, and a look at our own cancellation after each: redis-py's reads can
                     # swallow a cancellation and go on waiting, which would keep the event loop from closing.
@@ -135,6 +164,8 @@ class ConfigListener:
                         self._wake_all()  # changes made while we were not subscribed: everyone re-checks
                     elif message["type"] == "pmessage":
                         self._dispatch(message["data"])
+                    elif message["type"] == "message":
+                        self._revoked(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -170,3 +170,21 @@ def client_token_scenes(*, digest: str) -> frozenset[str] | None:
 
 def client_token_forget(digest: str) -> None:
     _client_token_scopes.pop(digest, None)
+
+
+# Digests of client tokens revoked since this process started, kept current by the config listener's
+# subscription (``notify.token_revoked_notify``): a long poll checks it when it wakes, with no query.
+_revoked_client_tokens: set[str] = set()
+_REVOKED_KEEP = 100_000
+
+
+def client_token_revoked(digest: str) -> None:
+    """Remember that the token with this digest was revoked (in any process), and drop its cached scope."""
+    if len(_revoked_client_tokens) >= _REVOKED_KEEP:
+        _revoked_client_tokens.clear()  # a token revoked long ago has no poll left open: its scope lookup is None
+    _revoked_client_tokens.add(digest)
+    client_token_forget(digest)
+
+
+def client_token_is_revoked(digest: str) -> bool:
+    return digest in _revoked_client_tokens

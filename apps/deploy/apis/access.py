@@ -70,6 +70,12 @@ def client_key(header: str | None) -> str | None:
     return key if scheme.lower() == "token" and key.startswith(CLIENT_TOKEN_PREFIX) else None
 
 
+def token_digest(header: str | None) -> str | None:
+    """The digest of a client token's key in an Authorization header; None for anything else."""
+    key = client_key(header)
+    return client_token_digest(key) if key is not None else None
+
+
 def _scope_refusal(scenes: frozenset[str] | None, name: str) -> Refused | None:
     if scenes is None:
         return unauthenticated("Invalid token.")

@@ -29,7 +29,8 @@ from mlabsite.locks import redis_bytes, redis_connection
 from ..configs import Published, config_body, config_cache_key, config_cache_parse, config_cache_set, config_memo
 from ..models import ConfigEntry
 from ..notify import channel_prefix, config_listener
-from .access import Refused, authorize, authorize_async, coalesce
+from ..selectors import client_token_forget, client_token_is_revoked
+from .access import Refused, authorize, authorize_async, coalesce, token_digest, unauthenticated
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +143,9 @@ async def _long_poll(authorization, name: str, wait: float, known: set[str], run
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     listener = config_listener()
+    digest = token_digest(authorization)
     # Wait first, then look: a change published between the look and the wait cannot be missed.
-    waiter = listener.add(name)
+    waiter = listener.add(name, token_digest=digest)
     try:
         await authorize_async(authorization, name, run_sync=run_sync)
         published = await _published_async(name, run_sync)
@@ -154,17 +156,33 @@ async def _long_poll(authorization, name: str, wait: float, known: set[str], run
             try:
                 await asyncio.wait_for(waiter.event.wait(), remaining)
             except TimeoutError:
-                # The last look: a notification may have been lost (Redis down); the database is the truth.
+                # The last look: a notification may have been lost (Redis down); the database is the truth,
+                # for the config and for the token.
+                await _reauthorize(authorization, name, digest, run_sync)
                 published = await run_sync(published_db)(name)
                 continue
             change = waiter.take()
-            if change is None:
+            if change is None:  # a re-check: the listener reconnected, or this poll's token was revoked
+                await _reauthorize(authorization, name, digest, run_sync)
                 published = await run_sync(published_db)(name)
             elif change.revision > published.revision:
                 published = change
+        # The token may have been revoked while the poll waited: checked in memory (the revocations the
+        # listener heard), so a publication waking a thousand polls costs no query.
+        if digest is not None and client_token_is_revoked(digest):
+            raise unauthenticated("Invalid token.")
+        if digest is None:
+            await authorize_async(authorization, name, run_sync=run_sync)  # user tokens: rare on long polls
         return _ok(published)
     finally:
         listener.remove(name, waiter)
+
+
+async def _reauthorize(authorization, name: str, digest: str | None, run_sync) -> None:
+    """Authorize again from the database (the cached scope of a client token is dropped first)."""
+    if digest is not None:
+        client_token_forget(digest)
+    await authorize_async(authorization, name, run_sync=run_sync)
 
 
 def _response(answer: Answer) -> HttpResponse:
@@ -236,6 +254,11 @@ def _long_poll_sync(authorization, name: str, wait: float, known: set[str]) -> A
                 published = change
             elif message is None:
                 published = published_db(name)
+        # The token may have been revoked while the poll waited (WSGI holds a thread per poll anyway).
+        digest = token_digest(authorization)
+        if digest is not None:
+            client_token_forget(digest)
+        authorize(authorization, name)
         return _ok(published)
     finally:
         if pubsub is not None:

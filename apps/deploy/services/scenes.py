@@ -10,8 +10,11 @@ from functools import partial
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from mlabsite.locks import redis_connection
+
 from ..models import ClientToken, ConfigEntry, Scene
-from ..selectors import client_token_forget
+from ..notify import token_revoked_notify
+from ..selectors import client_token_forget, client_token_revoked
 
 CLIENT_TOKEN_PREFIX = "mlc_"
 
@@ -67,9 +70,15 @@ def client_token_create(*, name: str, scenes: Iterable[Scene], user=None) -> tup
 
 @transaction.atomic
 def client_token_revoke(*, token: ClientToken) -> None:
-    """Delete a client token. This process forgets it at once; other processes within
-    ``selectors.CLIENT_TOKEN_CACHE_SECONDS``."""
+    """Delete a client token. Once the transaction commits every process hears of it (Redis pub/sub): a long
+    poll holding it answers 401 when it wakes, and new requests are refused at once in this process and within
+    ``selectors.CLIENT_TOKEN_CACHE_SECONDS`` elsewhere (sooner when the notice arrives)."""
     digest = token.key
     token.delete()
     client_token_forget(digest)
-    transaction.on_commit(partial(client_token_forget, digest))  # in case a request cached it meanwhile
+    transaction.on_commit(partial(_client_token_revoked, digest))
+
+
+def _client_token_revoked(digest: str) -> None:
+    client_token_revoked(digest)  # this process, whether or not it listens
+    token_revoked_notify(connection=redis_connection(), digest=digest)
