@@ -7,12 +7,18 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: run serve test bench lint typecheck format bootstrap-run bootstrap-dev
+.PHONY: run pai-demo serve test bench lint typecheck format bootstrap-run bootstrap-dev
 
 run: bootstrap-run
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py mlab_demo --base-url http://$(HOST):$(PORT)
 	$(PY) -m mlabsite.serve --host $(HOST) --port $(PORT) --demo
+
+# One run on the pai engine against the PAI emulator (OSS included), in a var/ of its own (its own SQLite and
+# embedded Redis), so that a `make run` worker never picks up its jobs.
+pai-demo: bootstrap-run
+	MLAB_VAR_DIR=$(CURDIR)/var/pai-demo $(PY) manage.py migrate --noinput
+	MLAB_VAR_DIR=$(CURDIR)/var/pai-demo MLAB_LOG_LEVEL=WARNING $(PY) manage.py mlab_demo --pai --impressions 50000
 
 serve: bootstrap-run
 	$(PY) -m mlabsite.serve --host $(HOST) --port $(PORT)

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from apps.templates.models import AlgorithmTemplate, TemplateNode
+from apps.training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -95,3 +96,16 @@ def test_the_loop_needs_the_demo_set_up_first():
 
     with pytest.raises(CommandError, match="run `manage.py mlab_demo` first"):
         call_command("mlab_demo", "--loop", stdout=io.StringIO())
+
+
+@pytest.mark.slow
+def test_the_pai_demo_trains_one_run_through_the_emulator_and_its_oss(settings, tmp_path):
+    settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"
+    out = io.StringIO()
+    call_command("mlab_demo", "--pai", "--impressions", "5000", stdout=out)
+    text = out.getvalue()
+    run = TrainingRun.objects.get(engine="pai")
+    assert run.status == "succeeded" and run.artifact_id
+    assert f"Run {run.pk} succeeded on PAI (the emulator)" in text
+    assert f"sample:      oss://mlab-emulator/mlab/runs/{run.pk}/input/sample.npz" in text
+    assert run.external_state["input_uri"].startswith("oss://") and "AlgorithmSpec" not in text

@@ -96,6 +96,11 @@ class TrainingRun(models.Model):
     )
     error = models.TextField(blank=True, help_text="Why the run failed, in plain words.")
     external_job_id = models.CharField(max_length=128, blank=True, help_text="The PAI training job id.")
+    external_state = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What PAI says of the job: its OSS input and output, status, reason, progress, console URL.",
+    )
     transfer_fence = models.BigIntegerField(
         default=0, help_text="Fencing token of the last transfer of a PAI job's model into Mlab (only grows)."
     )

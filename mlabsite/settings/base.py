@@ -238,9 +238,13 @@ MLAB_PAI_READ_TIMEOUT = env.float("MLAB_PAI_READ_TIMEOUT", default=30.0)
 MLAB_PAI_MAX_RETRIES = env.int("MLAB_PAI_MAX_RETRIES", default=4)
 MLAB_PAI_BACKOFF = env.float("MLAB_PAI_BACKOFF", default=0.5)
 MLAB_PAI_POLL_SECONDS = env.float("MLAB_PAI_POLL_SECONDS", default=5.0)
-# Where the pai engine writes a run's sample for the job's input channel (a file URI the emulator reads).
+# Where the pai engine writes a run's sample before uploading it to OSS, and reads a job's output (temporary).
 MLAB_PAI_DATA_DIR = Path(env.str("MLAB_PAI_DATA_DIR", default=str(VAR_DIR / "pai")))
-MLAB_PAI_OUTPUT_URI = env.str("MLAB_PAI_OUTPUT_URI", default="oss://mlab/runs/{run}/output/")
+# The PAI console's page of a job, for endpoints of a real region (pai.<region>.aliyuncs.com); empty: no link.
+MLAB_PAI_CONSOLE_URL = env.str(
+    "MLAB_PAI_CONSOLE_URL",
+    default="https://pai.console.aliyun.com/?regionId={region}&workspaceId={workspace}#/training/jobs/{job}",
+)
 
 # --- OSS (the PAI data path: samples, the trainer's code, models) --------------------------------------
 # Objects live under <prefix>/runs/<run>/{input,output}/ and <prefix>/code/ of the bucket. Use the internal

@@ -156,12 +156,29 @@ def training_run_start(run_id: int, *, stage: str) -> bool:
     return bool(started)
 
 
-def training_run_submitted(run_id: int, *, external_job_id: str, reused: bool) -> None:
-    """The run's PAI job exists (created now, or ``reused``: found where an earlier attempt created it)."""
-    TrainingRun.objects.filter(pk=run_id).update(external_job_id=external_job_id, updated_at=timezone.now())
+def training_run_submitted(
+    run_id: int, *, external_job_id: str, reused: bool, input_uri: str = "", output_uri: str = "", console_url: str = ""
+) -> None:
+    """The run's PAI job exists (created now, or ``reused``: found where an earlier attempt created it), reading
+    its sample from ``input_uri`` and writing its model under ``output_uri``."""
+    state = {"input_uri": input_uri, "output_uri": output_uri, "console_url": console_url}
+    TrainingRun.objects.filter(pk=run_id).update(
+        external_job_id=external_job_id, external_state=state, updated_at=timezone.now()
+    )
     how = "found the job an earlier attempt created" if reused else "created"
     training_run_log(run_id, f"PAI job {external_job_id} {how}.", stage="submitted")
     training_run_progress(run_id, stage="submitted to PAI", progress=15)
+
+
+def training_run_external_observed(run_id: int, *, status: str, reason: str, progress: float | None) -> None:
+    """Record what PAI last said of the run's job (its own status, reason and progress)."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().only("external_state").filter(pk=run_id).first()
+        if run is None:
+            return
+        state = {**run.external_state, "status": status, "reason": reason, "progress": progress}
+        if state != run.external_state:
+            TrainingRun.objects.filter(pk=run_id).update(external_state=state)
 
 
 def training_run_progress(run_id: int, *, stage: str, progress: int, message: str = "") -> None:

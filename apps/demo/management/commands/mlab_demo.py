@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.demo.loop import demo_loop, demo_units
+from apps.demo.pai import demo_pai_run
 from apps.demo.scene import DemoScene, demo_client_token, demo_scene_sync
 from apps.demo.setup import (
     DEMO_DATASOURCE,
@@ -24,7 +25,7 @@ from apps.demo.setup import (
 )
 from apps.deploy.models import ModelVersion
 from apps.templates.services import builtin_templates_sync
-from apps.training.models import DataSource
+from apps.training.models import DataSource, TrainingRun
 
 SNIPPET = """\
 from mlab_client import ModelClient
@@ -61,10 +62,20 @@ class Command(BaseCommand):
             help="Instead of setting up, run the SDK loop against the Mlab serving at --base-url (A/B, rollback).",
         )
         parser.add_argument("--units", type=int, default=10_000, help="Units the loop predicts for.")
+        parser.add_argument(
+            "--pai",
+            action="store_true",
+            help="Instead of the scene, train one run on the pai engine against the PAI emulator (OSS included), "
+            "executing its jobs in this process (make pai-demo runs it with a var/ of its own).",
+        )
 
-    def handle(self, *args, base_url: str, impressions: int, mysql: str | None, loop: bool, units: int, **options):
+    def handle(
+        self, *args, base_url: str, impressions: int, mysql: str | None, loop: bool, units: int, pai: bool, **options
+    ):
         if loop:
             return self.loop(base_url=base_url.rstrip("/"), units=units)
+        if pai:
+            return self.pai(impressions=impressions)
         if impressions < 1:
             raise CommandError("--impressions must be at least 1.")
         warehouse = demo_warehouse_sync(impressions=impressions)
@@ -95,6 +106,27 @@ class Command(BaseCommand):
         self.stdout.write(
             SNIPPET.format(base_url=base_url, scene=demo.scene.name, token=token, features=_example_features(demo))
         )
+
+    def pai(self, *, impressions: int) -> None:
+        warehouse = demo_warehouse_sync(impressions=impressions)
+        self.stdout.write(f"Demo warehouse: {warehouse.path} ({warehouse.impressions:,} impressions).")
+        builtin_templates_sync()
+        user = demo_user_sync()
+        owner = get_user_model().objects.get(username=user.username)
+        demo = demo_pai_run(user=owner, datasource=DataSource.objects.get(name=DEMO_DATASOURCE), say=self.stdout.write)
+        run = demo.run
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"Run {run.pk} {run.status} on the PAI emulator: {run.error or run.stage}")
+        state = run.external_state
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in (run.metrics or {}).items() if isinstance(v, float))
+        self.stdout.write(self.style.SUCCESS(f"\nRun {run.pk} succeeded on PAI (the emulator) in {demo.seconds:.1f}s."))
+        self.stdout.write(f"  PAI job:     {run.external_job_id} ({state.get('status')})")
+        self.stdout.write(f"  sample:      {state.get('input_uri')}")
+        self.stdout.write(f"  output:      {state.get('output_uri')}")
+        self.stdout.write(f"  metrics:     {metrics}")
+        artifact = run.artifact
+        assert artifact is not None  # a succeeded run stored its artifact in the same transaction
+        self.stdout.write(f"  artifact:    {artifact.sha256[:12]}… ({artifact.size:,} bytes), stored in Mlab")
 
     def scene(self, owner) -> DemoScene:
         started = time.monotonic()

@@ -204,6 +204,7 @@ class EmulatedJob:
     log: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
     metrics: dict[str, tuple[float, str]] = field(default_factory=dict)  # name → (latest value, when)
     progress: tuple[float, str] | None = None
+    reads: int = 0  # GetTrainingJob calls answered for this job
     process: subprocess.Popen[str] | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     stop_requested: threading.Event = field(default_factory=threading.Event)

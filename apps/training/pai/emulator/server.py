@@ -43,6 +43,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"^/api/v1/trainingjobs/?$"), "ListTrainingJobs"),
     ("GET", re.compile(rf"^/api/v1/trainingjobs/{_JOB_ID}$"), "GetTrainingJob"),
     ("PUT", re.compile(rf"^/api/v1/trainingjobs/{_JOB_ID}/stop$"), "StopTrainingJob"),
+    ("DELETE", re.compile(rf"^/api/v1/trainingjobs/{_JOB_ID}$"), "DeleteTrainingJob"),
     ("GET", re.compile(rf"^/api/v1/trainingjobs/{_JOB_ID}/logs$"), "ListTrainingJobLogs"),
 )
 
@@ -268,7 +269,13 @@ class _Handler(BaseHTTPRequestHandler):
             shown = jobs[(page - 1) * size : page * size]
             return self._ok(TrainingJobs=[job.describe(base, listed=True) for job in shown], TotalCount=len(jobs))
         if action == "GetTrainingJob":
-            return self._ok(**emulator.job(args["job_id"]).describe(base))
+            job = emulator.job(args["job_id"])
+            with job.lock:
+                job.reads += 1
+            return self._ok(**job.describe(base))
+        if action == "DeleteTrainingJob":
+            emulator.delete_job(args["job_id"])
+            return self._ok()
         if action == "StopTrainingJob":
             emulator.stop_job(args["job_id"])
             return self._ok()

@@ -218,7 +218,6 @@ class PaiEmulator:
             "MLAB_PAI_CREDENTIALS": "",
             "MLAB_PAI_WORKSPACE_ID": self.workspace_id,
             "MLAB_PAI_ALGORITHM_NAME": PREREGISTERED_ALGORITHM,
-            "MLAB_PAI_OUTPUT_URI": f"oss://{self.bucket}/{self.oss_prefix}/runs/{{run}}/output/",
             "MLAB_OSS_BUCKET": self.bucket,
             "MLAB_OSS_REGION": self.region,
             "MLAB_OSS_ENDPOINT": self.oss_endpoint,
@@ -302,6 +301,13 @@ class PaiEmulator:
         # PAI stops asynchronously; waiting a little lets a caller that stops then reads see Terminated.
         job.done.wait(timeout=2 + self.step_delay)
         return job
+
+    def delete_job(self, job_id: str) -> None:
+        """DeleteTrainingJob: a running job is stopped first; afterwards the job is unknown (404)."""
+        job = self.stop_job(job_id) if not self.job(job_id).done.is_set() else self.job(job_id)
+        job.done.wait(timeout=5)
+        with self._lock:
+            self._jobs.pop(job_id, None)
 
     def list_jobs(
         self,
