@@ -15,6 +15,7 @@ from apps.templates.payload import build_payload
 from apps.templates.validation import template_specs, validate_run_params
 from apps.training.trainer import STAGES, score_raw, train
 from apps.training.trainer.data import FeatureBlocks
+from apps.training.trainer.plan import train_threads
 from mlab_client import contract
 
 from .trainer_data import CATEGORIES, builtin_payload, click_sample, price_sample
@@ -113,26 +114,25 @@ def test_linear_regression_variants(kind, expected):
 
 def test_node_parameters_reach_the_estimators(clicks):
     sample, _ = clicks
-    gbdt = train(
-        builtin_payload(
-            "binary-gbdt",
-            {"train": {"treeCount": 7, "maxDepth": 2, "shrinkage": 0.3, "sampleRatio": 0.8, "featureRatio": 0.5}},
-        ),
-        sample,
-    ).model.named_steps["model"]
-    assert (gbdt.n_estimators, gbdt.max_depth, gbdt.learning_rate, gbdt.subsample, gbdt.max_features) == (
-        7,
-        2,
-        0.3,
-        0.8,
-        0.5,
-    )
-    assert len(gbdt.estimators_) == 7
+    ps_smart = {"treeCount": 7, "maxDepth": 2, "shrinkage": 0.3, "l1": 0.5, "l2": 2.0, "sampleRatio": 0.8,
+                "featureRatio": 0.5, "minLeafSampleCount": 30}  # fmt: skip
+    gbdt = train(builtin_payload("binary-gbdt", {"train": ps_smart}), sample, threads=1).model.named_steps["model"]
+    assert type(gbdt).__name__ == "LGBMClassifier"
+    assert gbdt.get_params() | {
+        "n_estimators": 7, "max_depth": 2, "num_leaves": 4, "learning_rate": 0.3, "reg_alpha": 0.5,
+        "reg_lambda": 2.0, "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.5,
+        "min_child_samples": 30, "n_jobs": 1, "deterministic": True, "importance_type": "gain",
+    } == gbdt.get_params()  # fmt: skip
+    trees = gbdt.booster_.dump_model()["tree_info"]
+    assert len(trees) == 7 and all(tree["num_leaves"] <= 4 for tree in trees)
+    full_rows = train(builtin_payload("binary-gbdt", {"train": {"treeCount": 3}}), sample).model.named_steps["model"]
+    assert full_rows.subsample_freq == 0  # sampleRatio 1: no bagging at all
+    assert full_rows.n_jobs == train_threads()
     rf = train(
         builtin_payload("binary-rf", {"train": {"treeNum": 5, "maxTreeDeep": 3, "minNumObj": 7, "randomColNum": 999}}),
         sample,
     ).model.named_steps["model"]
-    assert (rf.n_estimators, rf.max_depth, rf.min_samples_leaf) == (5, 3, 7)
+    assert (rf.n_estimators, rf.max_depth, rf.min_samples_leaf, rf.n_jobs) == (5, 3, 7, train_threads())
     assert rf.max_features == rf.n_features_in_  # more features per split than columns: all columns
     assert max(tree.get_depth() for tree in rf.estimators_) <= 3
 

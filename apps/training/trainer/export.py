@@ -1,4 +1,10 @@
-"""ONNX export (skl2onnx) with Mlab's metadata, scoring through onnxruntime, and the parity check."""
+"""ONNX export (skl2onnx) with Mlab's metadata, scoring through onnxruntime, and the parity check.
+
+LightGBM's classifier is converted by onnxmltools' converter, registered here with skl2onnx, so that a
+pipeline ending in it converts like any other: one graph from the raw features to the probabilities, at the
+opsets of TARGET_OPSET. (onnxmltools' own ``convert_lightgbm`` refuses an opset above 15 with onnx 1.23;
+called through skl2onnx, the converter adds ai.onnx.ml nodes only and the graph keeps opset 17.)
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime
-from skl2onnx import to_onnx
+from lightgbm import LGBMClassifier
+from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+from skl2onnx import to_onnx, update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
 from sklearn.pipeline import Pipeline
 
 from apps.templates.nodes import Task
@@ -23,6 +32,14 @@ from .plan import LocalPlan
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 PARITY_TOLERANCE = 1e-5
 CHUNK_ROWS = 65_536
+
+update_registered_converter(
+    LGBMClassifier,
+    "MlabLightGbmClassifier",
+    calculate_linear_classifier_output_shapes,
+    convert_lightgbm,
+    options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+)
 
 
 def export(plan: LocalPlan, pipeline: Pipeline, signature: list[dict[str, Any]]) -> bytes:

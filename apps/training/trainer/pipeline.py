@@ -84,14 +84,19 @@ def fit(
 ) -> np.ndarray:
     """Fit ``pipeline`` on the training part; returns per-column standard deviations of the matrix the
     estimator saw (for importances on a common scale). The matrix itself is dropped before returning.
-    ``rounds(done, total)`` is told of each boosting round, for estimators that have rounds."""
+    ``rounds(done, total)`` is told of each boosting round, for estimators that have rounds; whatever it
+    raises stops the fit between two rounds."""
     features, model = pipeline.named_steps["features"], pipeline.named_steps["model"]
     matrix = features.fit_transform(train, label)
     columns = matrix.shape[1]
     max_features = model.get_params().get("max_features")
     if isinstance(max_features, int) and max_features > columns:
         model.set_params(max_features=columns)  # "features per split" beyond the columns there are: all of them
-    if rounds is not None and "monitor" in inspect.signature(model.fit).parameters:
+    fit_parameters = inspect.signature(model.fit).parameters
+    if rounds is not None and "callbacks" in fit_parameters:  # LightGBM: called after each round
+        total = model.get_params()["n_estimators"]
+        model.fit(matrix, label, callbacks=[_RoundCallback(rounds, total)])
+    elif rounds is not None and "monitor" in fit_parameters:  # scikit-learn's gradient boosting
         total = model.get_params()["n_estimators"]
         model.fit(matrix, label, monitor=lambda i, _model, _state: rounds(i + 1, total))
     else:
@@ -99,6 +104,18 @@ def fit(
     mean = matrix.mean(axis=0, dtype=np.float64)
     square = np.einsum("ij,ij->j", matrix, matrix, dtype=np.float64) / len(matrix)
     return np.sqrt(np.maximum(square - mean * mean, 0.0))
+
+
+class _RoundCallback:
+    """A LightGBM callback (called with its CallbackEnv after each boosting round) that passes the round on."""
+
+    order = 100  # after LightGBM's own callbacks (logging, early stopping) have seen the round
+
+    def __init__(self, rounds: Callable[[int, int], None], total: int):
+        self.rounds, self.total = rounds, total
+
+    def __call__(self, env: Any) -> None:
+        self.rounds(env.iteration - env.begin_iteration + 1, self.total)
 
 
 def categories(pipeline: Pipeline) -> list[list[str]]:

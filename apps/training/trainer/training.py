@@ -41,10 +41,15 @@ class TrainResult:
     plan: LocalPlan | None = field(default=None, repr=False)
 
 
+# While the model fits, progress is reported at least this often (in seconds), even when the bar does not
+# move: each report is where the caller may stop the run (the local engine raises RunCancelled there).
+ROUND_REPORT_SECONDS = 0.5
+
+
 class _Stages:
     def __init__(self, progress: Progress | None):
         self.progress, self.timings, self._current, self._started = progress, {}, None, 0.0
-        self._last_percent = 0
+        self._last_percent, self._last_report = 0, 0.0
 
     def enter(self, stage: str) -> None:
         now = time.perf_counter()
@@ -53,30 +58,39 @@ class _Stages:
         self._current, self._started = stage, now
         if self.progress is not None:
             percent, message = STAGES[stage]
-            self._last_percent = percent
+            self._last_percent, self._last_report = percent, now
             self.progress(stage, percent, message)
 
     def rounds(self, done: int, total: int) -> None:
-        """Boosting rounds move the bar across the fitting stage, one percent at a time at most."""
+        """Boosting rounds move the bar across the fitting stage, one percent at a time at most, and report at
+        least every ROUND_REPORT_SECONDS besides, so that a cancel waits for one round, not one percent."""
+        if self.progress is None:
+            return
         start, end = STAGES["fitting"][0], STAGES["evaluating"][0]
         percent = start + (end - start) * done // total
-        if self.progress is not None and percent > self._last_percent:
-            self._last_percent = percent
-            self.progress("fitting", percent, f"Fitting the model: round {done} of {total}")
+        now = time.perf_counter()
+        if percent > self._last_percent or now - self._last_report >= ROUND_REPORT_SECONDS:
+            self._last_percent, self._last_report = max(percent, self._last_percent), now
+            self.progress("fitting", self._last_percent, f"Fitting the model: round {done} of {total}")
 
 
-def train(payload: Mapping[str, Any], sample: SampleData, *, progress: Progress | None = None) -> TrainResult:
+def train(
+    payload: Mapping[str, Any], sample: SampleData, *, progress: Progress | None = None, threads: int | None = None
+) -> TrainResult:
     """Train the chain ``payload`` describes on ``sample`` and return the verified ONNX model and a report.
 
     ``payload`` is what ``apps.templates.payload.build_payload`` produces; ``sample`` holds the raw columns
-    the sample node names. ``progress(stage, percent, message)`` is called as each stage starts.
+    the sample node names. ``progress(stage, percent, message)`` is called as each stage starts, and while a
+    boosted model fits, after rounds (see ``_Stages.rounds``); an exception it raises stops the training.
+    ``threads``: how many the fit may use (see ``plan.train_threads``: by default MLAB_TRAIN_THREADS, else
+    every core).
     Raises PayloadError, TrainingDataError (bad data, named by column), ExportError or ParityError,
     all TrainerError with a plain message.
     """
     started = time.perf_counter()
     stages = _Stages(progress)
     stages.enter("preparing")
-    plan = plan_from_payload(payload)
+    plan = plan_from_payload(payload, threads=threads)
     prepared = data.prepare(plan, sample)
     train_rows, test_rows = data.split(plan, prepared.label)
     train_blocks = prepared.blocks(train_rows)
