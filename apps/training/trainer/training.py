@@ -92,21 +92,27 @@ def train(
     stages.enter("preparing")
     plan = plan_from_payload(payload, threads=threads)
     prepared = data.prepare(plan, sample)
+    for name in data.constant_features(plan, prepared):
+        plan.notes.append(
+            f"Column '{name}' has the same value in every row of the sample: it cannot tell rows apart, "
+            "so the model does not use it."
+        )
     train_rows, test_rows = data.split(plan, prepared.label)
-    train_blocks = prepared.blocks(train_rows)
-    train_label = prepared.label[train_rows]
 
     stages.enter("fitting")
-    model = pipelines.build(plan, train_blocks)
-    column_std = pipelines.fit(model, train_blocks, train_label, rounds=stages.rounds)
-    del train_blocks
+    model = pipelines.build(
+        plan,
+        pipelines.fill_values(plan, prepared, train_rows),
+        pipelines.vocabularies(plan, prepared, train_rows) if plan.categorical else [],
+    )
+    column_std = pipelines.fit(plan, model, prepared, train_rows, rounds=stages.rounds)
     gc.collect()
 
     stages.enter("evaluating")
-    test_blocks = prepared.blocks(test_rows)
     test_label = prepared.label[test_rows]
+    expected = pipelines.scores(plan, model, prepared, test_rows)
+    test_blocks = prepared.blocks(test_rows)
     del prepared
-    expected = export.sklearn_scores(plan, model, test_blocks)
     if plan.task == Task.BINARY:
         evaluated = evaluation.binary(test_label, expected[:, 1], **_binary_options(plan))
     else:
@@ -128,6 +134,7 @@ def train(
         "algorithm": plan.train_node,
         "label": plan.label,
         "rows": {"train": int(len(train_rows)), "test": int(len(test_rows))},
+        "threads": plan.threads,
         **evaluated,
         "feature_importance": importance,
         "parity": {"max_abs_diff": difference, "tolerance": export.PARITY_TOLERANCE, "rows": int(len(test_rows))},
