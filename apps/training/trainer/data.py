@@ -236,26 +236,45 @@ def constant_features(plan: LocalPlan, prepared: PreparedSample) -> list[str]:
 
 
 def split(plan: LocalPlan, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the training and test parts, each in ascending order."""
-    from sklearn.model_selection import train_test_split
+    """Row indices of the training and test parts, each in ascending order.
 
+    ``ceil(test_ratio × rows)`` rows are held out, drawn at random with the split's seed; stratified, each
+    class gives its share (largest remainders get the rounding). Linear in the rows: scikit-learn's
+    stratified train_test_split sorts the labels and took 6 s of ten million rows.
+    """
     spec = plan.split
     assert spec is not None
-    stratify = None
+    n = len(label)
     if spec.stratify:
-        minority = int(min(label.sum(), len(label) - label.sum()))
+        minority = int(min(label.sum(), n - label.sum()))
         if minority < 2:
             raise TrainingDataError(
                 f"The label column '{plan.label}' has a single row of one class; at least 2 are needed to put "
                 "one on each side of the train/test split."
             )
-        stratify = label
-    train_rows, test_rows = train_test_split(
-        np.arange(len(label)), test_size=spec.test_ratio, random_state=spec.seed, stratify=stratify
-    )
+        groups = [np.flatnonzero(label == 0), np.flatnonzero(label != 0)]
+    else:
+        groups = [np.arange(n)]
+    shares = _held_out_per_group(int(np.ceil(spec.test_ratio * n)), [len(rows) for rows in groups])
+    rng = np.random.default_rng(spec.seed)
+    held_out = np.zeros(n, dtype=bool)
+    for rows, share in zip(groups, shares, strict=True):
+        held_out[rows[rng.permutation(len(rows))[:share]]] = True
+    train_rows, test_rows = np.flatnonzero(~held_out), np.flatnonzero(held_out)
     if plan.task == Task.BINARY and len(np.unique(label[train_rows])) < 2:
         raise TrainingDataError(
             f"The training part of the split has one class only in '{plan.label}'; turn on stratify in the "
             "split node or use a larger sample."
         )
-    return np.sort(train_rows), np.sort(test_rows)
+    return train_rows, test_rows
+
+
+def _held_out_per_group(total: int, sizes: list[int]) -> list[int]:
+    """``total`` held-out rows shared among groups in proportion to their ``sizes``, rounding by largest
+    remainder (the earlier group on a tie)."""
+    exact = [total * size / sum(sizes) for size in sizes]
+    shares = [int(share) for share in exact]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: (shares[i] - exact[i], i))
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
