@@ -4,6 +4,7 @@ built-in template, the artifact's signature and metadata, and predictions a clie
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import onnx
@@ -14,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from apps.templates.payload import build_payload
 from apps.templates.validation import template_specs, validate_run_params
 from apps.training.text_column import TextColumn
-from apps.training.trainer import STAGES, score_raw, train
+from apps.training.trainer import STAGES, score_raw, train, training
 from apps.training.trainer.data import FeatureBlocks
 from apps.training.trainer.plan import train_threads
 from mlab_client import contract
@@ -213,9 +214,10 @@ def test_progress_reports_each_stage_in_order(clicks):
     assert all(isinstance(message, str) and message for _, _, message in calls)
 
 
-def test_boosting_rounds_move_the_bar_while_fitting(clicks):
+def test_boosting_rounds_move_the_bar_while_fitting(clicks, monkeypatch):
     sample, _ = clicks
     calls = []
+    monkeypatch.setattr(training, "ROUND_MOVE_SECONDS", 0.0)  # every round that moves the bar is reported
     train(builtin_payload("binary-gbdt", {"train": {"treeCount": 20}}), sample, progress=lambda *a: calls.append(a))
     stages = [stage for stage, _, _ in calls]
     assert list(dict.fromkeys(stages)) == list(STAGES)
@@ -224,6 +226,30 @@ def test_boosting_rounds_move_the_bar_while_fitting(clicks):
     assert rounds[-1] == (70, "Fitting the model: round 20 of 20")
     percents = [percent for _, percent, _ in calls]
     assert percents == sorted(percents)
+
+
+def test_fast_rounds_are_reported_a_few_times_a_second_and_the_last_one_always(clicks):
+    sample, _ = clicks
+    calls = []
+    started = time.perf_counter()
+    train(builtin_payload("binary-gbdt", {"train": {"treeCount": 200}}), sample, progress=lambda *a: calls.append(a))
+    seconds = time.perf_counter() - started
+    rounds = [message for stage, _, message in calls if stage == "fitting"][1:]
+    assert rounds[-1] == "Fitting the model: round 200 of 200"
+    assert len(rounds) <= 1 + seconds / training.ROUND_MOVE_SECONDS
+
+
+def test_slow_rounds_are_reported_even_when_the_bar_does_not_move():
+    calls = []
+    stages = training._Stages(lambda *args: calls.append(args))
+    stages.enter("fitting")
+    for done in range(1, 41):  # 40 of 100,000 rounds, 0.03 s each: the bar stays at its first percent
+        time.sleep(0.03)
+        stages.rounds(done, 100_000)
+    reports = calls[1:]
+    assert reports and all(percent == STAGES["fitting"][0] for _, percent, _ in reports)
+    assert 1 <= len(reports) <= 1.2 / training.ROUND_REPORT_SECONDS  # about every ROUND_REPORT_SECONDS
+    assert training.ROUND_REPORT_SECONDS <= 0.5  # what a cancel waits for at most, besides one round
 
 
 # -- the artifact -----------------------------------------------------------------------------------

@@ -141,6 +141,10 @@ def onnx_scores(model_bytes: bytes, plan: LocalPlan, blocks: FeatureBlocks) -> n
     computed in chunks so that memory stays bounded."""
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = plan.threads
+    # Threads that spin while they wait take the cores from those at work where cores are shared (measured on
+    # two busy cores: 2.3 s spinning, 1.2 s not, for 200,000 rows).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     output = score_output(model_bytes)
     parts = []
