@@ -100,6 +100,25 @@ def test_bad_launches_are_400_naming_the_field_and_create_nothing(api, builtin_t
     assert not TrainingRun.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        ("maxDepth", 0, "Must be at least 1."),
+        ("sampleRatio", 0, "Must be greater than 0."),
+        ("featureRatio", 1.5, "Must be at most 1."),
+        ("shrinkage", 0, "Must be greater than 0."),
+        ("minLeafSampleCount", 0, "Must be at least 1."),
+        ("l2", -1, "Must be at least 0."),
+    ],
+)
+def test_lightgbm_parameters_out_of_range_are_field_errors(api, builtin_templates, duck_source, param, value, message):
+    body = {"template": "binary-gbdt", "datasource": "demo", "params": {"train": {param: value}}}
+    response = api.post("/api/v1/runs/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"params": {"train": {param: [message]}}}
+    assert not TrainingRun.objects.exists()
+
+
 def test_a_source_this_machine_cannot_read_is_refused(api, builtin_templates, hive_source):
     response = _launch(api, "binary-lr", hive_source)
     assert response.status_code == 400 and "datasource" in response.json()

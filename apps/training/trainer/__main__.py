@@ -6,7 +6,8 @@ A PAI job passes its hyper-parameters (``/ml/input/config/hyperparameters.json``
 DIR/report.json (each atomically, the report last, so a complete report means a complete run); prints
 progress as JSON lines ``{"stage", "percent", "message"}`` on stdout. On failure nothing is written, the
 plain reason is on stderr and the exit status is 1 (the data or the payload), 2 (the command line or an
-unreadable input) or 3 (a bug: the reason is followed by the traceback).
+unreadable input) or 3 (a bug: the reason is followed by the traceback). The fit uses MLAB_TRAIN_THREADS
+threads (unset or 0: every core the process may run on).
 """
 
 from __future__ import annotations
