@@ -45,8 +45,15 @@ class TextColumn:
         return self.codes.nbytes + self.values.nbytes + sum(len(v.encode()) + 49 for v in self.values.tolist())
 
     def take(self, rows: Any) -> TextColumn:
-        """The rows ``rows`` (indices or a mask), sharing the values."""
+        """The rows ``rows`` (indices, a slice or a mask), sharing the values."""
         return TextColumn(self.values, self.codes[rows])
+
+    def __getitem__(self, rows: Any) -> Any:
+        """Like an array: one row's text (None for NULL), or a TextColumn of the rows selected."""
+        if isinstance(rows, int | np.integer):
+            code = int(self.codes[rows])
+            return None if code == NULL else self.values[code]
+        return self.take(rows)
 
     def to_objects(self, missing: Any = None) -> np.ndarray:
         """An object array of the texts, ``missing`` for NULL (every equal text is the same ``str`` object)."""
