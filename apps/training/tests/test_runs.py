@@ -176,14 +176,14 @@ def test_cancel_during_training_stops_at_the_next_stage(
         run_id = _launch(api, "binary-gbdt", duck_source, {"train": {"treeCount": 30}}).json()["id"]
     real_train = trainer.train
 
-    def train_and_get_cancelled(payload, sample, *, progress=None):
+    def train_and_get_cancelled(payload, sample, *, progress=None, threads=None):
         def progress_and_cancel(stage, percent, message):
             if stage == "fitting":  # the business developer clicks Cancel while the model fits
                 TrainingRun.objects.filter(pk=run_id).update(cancel_requested=True)
                 progress.check_cancelled(force=True)
             progress(stage, percent, message)
 
-        return real_train(payload, sample, progress=progress_and_cancel)
+        return real_train(payload, sample, progress=progress_and_cancel, threads=threads)
 
     monkeypatch.setattr(local.trainer, "train", train_and_get_cancelled)
     run_queued_jobs()
@@ -264,3 +264,13 @@ def test_train_command_names_the_bad_parameter(builtin_templates, duck_source, u
     with pytest.raises(CommandError, match=message):
         call_command("train", "binary-lr", "--set", assignment, "--user", user.username)
     assert not TrainingRun.objects.exists()
+
+
+def test_local_runs_use_the_train_threads_setting(
+    api, builtin_templates, duck_source, django_capture_on_commit_callbacks, settings
+):
+    settings.MLAB_TRAIN_THREADS = 1
+    params = {"train": {"treeCount": 5}}
+    run = _launch_and_run(api, "binary-gbdt", duck_source, django_capture_on_commit_callbacks, params=params)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.report["threads"] == 1
