@@ -114,6 +114,11 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+# A growing column starts at this size, where glibc serves it with mmap (see _fix_mmap_threshold): smaller
+# blocks come from the heap, and each column would leave a heap hole behind when it outgrows them.
+_MIN_CAPACITY_BYTES = 1 << 20
+
+
 class _Growing:
     """A column that grows in place: capacity doubles with ``ndarray.resize``, which reallocates (large
     blocks are remapped, not copied; see _fix_mmap_threshold) and whose untouched capacity is not resident."""
@@ -125,7 +130,9 @@ class _Growing:
     def append(self, values: np.ndarray) -> None:
         k = len(values)
         if self.size + k > len(self.array):
-            self.array.resize(max(2 * len(self.array), self.size + k, 1024), refcheck=False)
+            self.array.resize(
+                max(2 * len(self.array), self.size + k, _MIN_CAPACITY_BYTES // self.array.itemsize), refcheck=False
+            )
         self.array[self.size : self.size + k] = values
         self.size += k
 
