@@ -107,7 +107,7 @@ def train(
     model = pipelines.build(
         plan,
         pipelines.fill_values(plan, prepared, train_rows),
-        pipelines.vocabularies(plan, prepared, train_rows) if plan.categorical else [],
+        pipelines.vocabularies(plan, prepared, train_rows),
     )
     column_std = pipelines.fit(plan, model, prepared, train_rows, rounds=stages.rounds)
     gc.collect()
