@@ -1,7 +1,7 @@
 """Run the benchmarks and give a verdict.
 
-    python -m bench                        # every bench
-    python -m bench train_local dispatch   # some
+    python -m bench                        # every bench but the opt-in ones
+    python -m bench train_local dispatch   # some (opt-in ones included: python -m bench train_local_10m)
 
 Each bench runs in a child process of its own (see bench/_report.py for the API a bench follows); the run
 ends with a table of every figure (bench, measure, value, target, ok) and exits 1 when a target is missed.
@@ -21,6 +21,8 @@ from bench._report import Report, load, table
 ROOT = Path(__file__).resolve().parents[1]
 # Modules here that are not benches: the site and settings the deployment benches share.
 SUPPORT = {"deploy_site", "poll_settings", "poll_urls"}
+# Benches that run only when named: they take minutes and gigabytes.
+OPT_IN = {"train_local_10m"}
 
 
 def available() -> list[str]:
@@ -41,7 +43,7 @@ def run_child(name: str) -> Report:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or available()
+    names = argv or [name for name in available() if name not in OPT_IN]
     unknown = [n for n in names if n not in available()]
     if unknown:
         print(f"Unknown benchmark: {', '.join(unknown)}. Available: {', '.join(available())}.", file=sys.stderr)

@@ -260,6 +260,9 @@ MLAB_OSS_MAX_DOWNLOAD_BYTES = env.int("MLAB_OSS_MAX_DOWNLOAD_BYTES", default=2 *
 
 # --- Training -------------------------------------------------------------------------------------
 MLAB_TRAINING_TIMEOUT_SECONDS = env.int("MLAB_TRAINING_TIMEOUT_SECONDS", default=3 * 3600)
+# Threads a local fit may use (LightGBM, the random forest); 0 = every core of the worker's machine. The
+# trainer reads the same variable itself where it runs without Django (a PAI job, the command line).
+MLAB_TRAIN_THREADS = env.int("MLAB_TRAIN_THREADS", default=0)
 # A running job renews its run's heartbeat in Redis; a run without one for MLAB_RUN_REAP_AFTER_SECONDS is
 # failed by a worker's maintenance (its worker died).
 MLAB_RUN_HEARTBEAT_SECONDS = env.int("MLAB_RUN_HEARTBEAT_SECONDS", default=30)

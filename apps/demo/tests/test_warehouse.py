@@ -60,9 +60,7 @@ def test_tables_have_the_columns_the_templates_use_and_some_nulls(warehouse_path
 
 
 def _design(data, numeric, categorical):
-    columns = [data.numeric[n] for n in numeric] + [
-        np.array([v if v is not None else "~" for v in data.categorical[c]], dtype=object) for c in categorical
-    ]
+    columns = [data.numeric[n] for n in numeric] + [data.categorical[c].to_objects(missing="~") for c in categorical]
     return np.column_stack(columns).astype(object)
 
 

@@ -1,8 +1,9 @@
 """Training algorithm nodes. Parameter names are those of the PAI algorithm each node stands for, so a
 PAI Designer user finds the names they know, and the PAI engine sends them unchanged.
 
-``local_step`` maps those parameters onto the scikit-learn estimator the local trainer fits (imported
-lazily: the web process never needs scikit-learn to show a form). PAI-only parameters are not read.
+``local_step`` maps those parameters onto the estimator the local trainer fits (scikit-learn's, or LightGBM's
+scikit-learn estimator for ``train.gbdt``; imported lazily: the web process never needs them to show a form).
+PAI-only parameters are not read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .base import Group, NodeKind, NodeType, Param, ParamType, Task, registry
 T = ParamType
 
 PAI_ONLY = ("pai",)
+MAX_LEAVES = 1024  # train.gbdt: leaves per tree at most, whatever the depth
 TUNING = (
     Param(
         "coreNum",
@@ -123,26 +125,8 @@ class GradientBoostedTrees(NodeType):
             max=1.0,
             help="Weight of each new tree; smaller needs more trees but generalizes better.",
         ),
-        Param(
-            "l1",
-            T.FLOAT,
-            "L1 penalty",
-            default=0.0,
-            min=0.0,
-            max=1e6,
-            engines=PAI_ONLY,
-            help="PAI only: L1 penalty on leaf weights.",
-        ),
-        Param(
-            "l2",
-            T.FLOAT,
-            "L2 penalty",
-            default=1.0,
-            min=0.0,
-            max=1e6,
-            engines=PAI_ONLY,
-            help="PAI only: L2 penalty on leaf weights.",
-        ),
+        Param("l1", T.FLOAT, "L1 penalty", default=0.0, min=0.0, max=1e6, help="L1 penalty on leaf weights."),
+        Param("l2", T.FLOAT, "L2 penalty", default=1.0, min=0.0, max=1e6, help="L2 penalty on leaf weights."),
         Param(
             "sampleRatio",
             T.FLOAT,
@@ -163,21 +147,47 @@ class GradientBoostedTrees(NodeType):
             max=1.0,
             help="Fraction of features each tree considers.",
         ),
+        Param(
+            "minLeafSampleCount",
+            T.INT,
+            "Min rows per leaf",
+            default=20,
+            min=1,
+            max=1_000_000,
+            pai_name="minLeafSampleCount",
+            help="A leaf holds at least this many training rows; larger values give smoother models.",
+        ),
         *TUNING,
     )
 
     def local_step(self, cleaned: Mapping[str, Any], context: Any) -> None:
-        # HistGradientBoosting would be faster, but skl2onnx cannot convert it; this one converts exactly.
-        from sklearn.ensemble import GradientBoostingClassifier
+        # LightGBM, as PAI's ps_smart is a histogram GBDT too: at a million rows it fits in seconds where
+        # scikit-learn's GradientBoostingClassifier takes minutes, at the same AUC. It exports through
+        # onnxmltools' converter, which the trainer registers with skl2onnx (apps/training/trainer/export.py).
+        from lightgbm import LGBMClassifier
 
-        feature_ratio = cleaned["featureRatio"]
-        estimator = GradientBoostingClassifier(
+        depth, sample_ratio = cleaned["maxDepth"], cleaned["sampleRatio"]
+        estimator = LGBMClassifier(
+            boosting_type="gbdt",
             n_estimators=cleaned["treeCount"],
-            max_depth=cleaned["maxDepth"],
+            max_depth=depth,
+            # ps_smart grows each level in full; LightGBM grows leaf by leaf, so give it the leaves a full tree
+            # of that depth has (capped: deep trees would make huge models for little gain).
+            num_leaves=min(2**depth, MAX_LEAVES),
             learning_rate=cleaned["shrinkage"],
-            subsample=cleaned["sampleRatio"],
-            max_features=None if feature_ratio >= 1 else feature_ratio,
+            reg_alpha=cleaned["l1"],
+            reg_lambda=cleaned["l2"],
+            subsample=sample_ratio,
+            subsample_freq=1 if sample_ratio < 1 else 0,  # LightGBM samples rows only when told how often
+            colsample_bytree=cleaned["featureRatio"],
+            min_child_samples=cleaned["minLeafSampleCount"],
+            importance_type="gain",  # the report's importances: total gain of each column's splits
             random_state=context.seed,
+            n_jobs=context.threads,
+            # The same parameters and data give the same trees, bit for bit, hence the same artifact.
+            deterministic=True,
+            force_row_wise=True,
+            verbose=-1,
         )
         context.use_estimator(estimator, trees=True)
 
@@ -222,6 +232,7 @@ class RandomForest(NodeType):
             min_samples_leaf=cleaned["minNumObj"],
             max_features=cleaned["randomColNum"] or "sqrt",
             random_state=context.seed,
+            n_jobs=context.threads,
         )
         context.use_estimator(estimator, trees=True)
 

@@ -47,7 +47,11 @@ def test_registry_holds_the_node_types_of_the_design():
             "logisticregression_binary",
             {"regularizedType", "regularizedLevel", "maxIter", "epsilon"},
         ),
-        ("train.gbdt", "ps_smart", {"treeCount", "maxDepth", "shrinkage", "l1", "l2", "sampleRatio", "featureRatio"}),
+        (
+            "train.gbdt",
+            "ps_smart",
+            {"treeCount", "maxDepth", "shrinkage", "l1", "l2", "sampleRatio", "featureRatio", "minLeafSampleCount"},
+        ),
         ("train.random_forest", "randomforests", {"treeNum", "maxTreeDeep", "minNumObj", "randomColNum"}),
     ],
 )

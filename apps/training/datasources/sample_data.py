@@ -1,12 +1,13 @@
 """The sample as the training engine receives it: column-typed numpy arrays, and its .npz file form.
 
 - numeric features: float64, NaN for NULL;
-- categorical features: object arrays of ``str`` (each distinct string stored once) with ``None`` for NULL;
+- categorical features: :class:`~apps.training.text_column.TextColumn`, dictionary-encoded (int32 codes into
+  the column's distinct strings, -1 for NULL), as they stay until the trainer one-hot encodes them;
 - the label: float64 (binary: 0/1; regression: the value). Rows with a NULL label are not in the sample.
 
-The file form (``save_sample`` / ``load_sample``) is what the PAI path uploads. It loads with
-``np.load(allow_pickle=False)``: categorical columns are stored as unicode arrays plus a null mask, and the
-column lists as JSON text.
+The file form (``save_sample`` / ``load_sample``) loads with ``np.load(allow_pickle=False)``: categorical
+columns are stored as their distinct strings (a unicode array) and their codes, and the column lists as
+JSON text.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = "mlab.sample/1"
+from apps.training.text_column import NULL, TextColumn
+
+FORMAT = "mlab.sample/2"
 
 
 def _fix_mmap_threshold() -> None:
@@ -77,7 +80,7 @@ class SampleData:
 
     columns: SampleColumns
     numeric: dict[str, np.ndarray]
-    categorical: dict[str, np.ndarray]
+    categorical: dict[str, TextColumn]
     label: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -88,19 +91,15 @@ class SampleData:
     def nbytes(self) -> int:
         """Bytes held by the arrays, counting each distinct categorical string once."""
         total = self.label.nbytes + sum(a.nbytes for a in self.numeric.values())
-        for values in self.categorical.values():
-            total += values.nbytes
-            distinct = {id(v): v for v in values if v is not None}
-            total += sum(len(v.encode()) + 49 for v in distinct.values())
-        return total
+        return total + sum(column.nbytes for column in self.categorical.values())
 
     def rows(self, limit: int | None = None) -> list[list[Any]]:
         """The first ``limit`` rows as JSON values in SELECT order (NULL/NaN → None)."""
         n = len(self) if limit is None else min(limit, len(self))
         arrays = [
-            *(self.numeric[c] for c in self.columns.numeric),
-            *(self.categorical[c] for c in self.columns.categorical),
-            self.label,
+            *(self.numeric[c][:n] for c in self.columns.numeric),
+            *(self.categorical[c].take(slice(0, n)).to_objects() for c in self.columns.categorical),
+            self.label[:n],
         ]
         return [[_json_value(a[i]) for a in arrays] for i in range(n)]
 
@@ -116,6 +115,11 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+# A growing column starts at this size, where glibc serves it with mmap (see _fix_mmap_threshold): smaller
+# blocks come from the heap, and each column would leave a heap hole behind when it outgrows them.
+_MIN_CAPACITY_BYTES = 1 << 20
+
+
 class _Growing:
     """A column that grows in place: capacity doubles with ``ndarray.resize``, which reallocates (large
     blocks are remapped, not copied; see _fix_mmap_threshold) and whose untouched capacity is not resident."""
@@ -127,7 +131,9 @@ class _Growing:
     def append(self, values: np.ndarray) -> None:
         k = len(values)
         if self.size + k > len(self.array):
-            self.array.resize(max(2 * len(self.array), self.size + k, 1024), refcheck=False)
+            self.array.resize(
+                max(2 * len(self.array), self.size + k, _MIN_CAPACITY_BYTES // self.array.itemsize), refcheck=False
+            )
         self.array[self.size : self.size + k] = values
         self.size += k
 
@@ -138,17 +144,18 @@ class _Growing:
 
 
 class _Categories:
-    """A categorical column as codes into its own vocabulary of interned strings (None is code 0)."""
+    """A categorical column as codes into its own vocabulary of distinct strings (None is code NULL)."""
 
     def __init__(self) -> None:
         self.codes = _Growing(np.int32)
-        self.strings: list[str | None] = [None]
-        self.code_of: dict[Any, int] = {None: 0}
+        self.strings: list[str] = []
+        self.code_of: dict[Any, int] = {None: NULL}
 
     def code(self, value: Any) -> int:
         code = self.code_of.get(value)
         if code is None:
             text = _to_text(value)
+            assert text is not None  # None is in code_of already, as NULL
             code = self.code_of.get(text)
             if code is None:
                 code = self.code_of[text] = len(self.strings)
@@ -156,17 +163,16 @@ class _Categories:
             self.code_of[value] = code
         return code
 
-    def finish(self) -> np.ndarray:
-        codes = self.codes.finish()
-        return _object_array(self.strings)[codes]
+    def finish(self) -> TextColumn:
+        return TextColumn(_object_array(self.strings), self.codes.finish())
 
 
 class SampleBuilder:
     """Collects a sample chunk by chunk with bounded extra memory.
 
     Numbers are copied straight into growing float64 columns and categories into growing code columns, so
-    each fetched chunk can be freed at once and the peak stays near the size of the result. Each distinct
-    string of a categorical column is one object.
+    each fetched chunk can be freed at once and the peak stays near the size of the result. Categorical
+    columns stay codes: each distinct string is stored once, and no object is made per row.
     """
 
     def __init__(self, columns: SampleColumns):
@@ -189,7 +195,7 @@ class SampleBuilder:
     def add_categorical_codes(self, name: str, vocabulary: list[Any], codes: np.ndarray) -> None:
         """A dictionary-encoded chunk: ``vocabulary[codes[i]]``; code ``len(vocabulary)`` means NULL."""
         column = self._categorical[name]
-        table = np.array([column.code(v) for v in vocabulary] + [0], dtype=np.int32)
+        table = np.array([column.code(v) for v in vocabulary] + [NULL], dtype=np.int32)
         column.codes.append(table[codes])
 
     def finish(self, meta: dict[str, Any] | None = None) -> SampleData:
@@ -203,7 +209,7 @@ class SampleBuilder:
             sample = SampleData(
                 self.columns,
                 {k: v[keep] for k, v in numeric.items()},
-                {k: v[keep] for k, v in categorical.items()},
+                {k: v.take(keep) for k, v in categorical.items()},
                 label[keep],
                 sample.meta,
             )
@@ -248,10 +254,9 @@ def save_sample(path: str | Path, sample: SampleData) -> None:
     for i, name in enumerate(cols.numeric):
         arrays[f"numeric_{i}"] = sample.numeric[name]
     for i, name in enumerate(cols.categorical):
-        values = sample.categorical[name]
-        mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-        arrays[f"categorical_{i}"] = np.array(["" if v is None else v for v in values], dtype=str)
-        arrays[f"categorical_{i}_null"] = mask
+        column = sample.categorical[name]
+        arrays[f"categorical_{i}_values"] = np.array(column.values.tolist(), dtype=str)
+        arrays[f"categorical_{i}_codes"] = column.codes
     np.savez(path, allow_pickle=False, **arrays)  # refuse object arrays: load_sample could not read them
 
 
@@ -263,10 +268,10 @@ def load_sample(path: str | Path) -> SampleData:
             raise ValueError(f"Not an Mlab sample file (format {meta.get('format')!r}).")
         columns = SampleColumns(tuple(meta["numeric"]), tuple(meta["categorical"]), meta["label"], meta["task"])
         numeric = {name: data[f"numeric_{i}"].astype(np.float64) for i, name in enumerate(columns.numeric)}
-        categorical = {}
-        for i, name in enumerate(columns.categorical):
-            texts, nulls = data[f"categorical_{i}"], data[f"categorical_{i}_null"]
-            interned: dict[str, str] = {}
-            values = [None if null else interned.setdefault(t, str(t)) for t, null in zip(texts, nulls, strict=True)]
-            categorical[name] = _object_array(values)
+        categorical = {
+            name: TextColumn(
+                _object_array(data[f"categorical_{i}_values"].tolist()), data[f"categorical_{i}_codes"].astype(np.int32)
+            )
+            for i, name in enumerate(columns.categorical)
+        }
         return SampleData(columns, numeric, categorical, data["label"].astype(np.float64), meta.get("meta") or {})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from django.conf import settings
+
 from apps.training import trainer
 from apps.training.datasources import DataSourceError
 from apps.training.heartbeat import Heartbeat
@@ -18,7 +20,8 @@ Status = TrainingRun.Status
 
 # The bar: sampling 2–10 %, the trainer's own 0–100 % mapped onto 10–95 %, storing the artifact 97 %.
 TRAINER_START, TRAINER_SPAN = 10, 85
-CANCEL_CHECK_SECONDS = 1.0
+# The trainer reports at least every half second while a model fits; a cancel is seen within this much more.
+CANCEL_CHECK_SECONDS = 0.5
 INTERNAL_ERROR = (
     "An internal error stopped this run (the server log has the details under run {run}). Relaunch it; if it "
     "fails again, tell the Mlab team."
@@ -75,7 +78,9 @@ def execute(run: TrainingRun) -> None:
             sample = fetch_run_sample(run)
             run_services.training_run_log(run.pk, f"Sample read: {len(sample):,} rows.", stage="sampling")
             progress.check_cancelled(force=True)
-            result = trainer.train(run.payload, trainer_sample(sample), progress=progress)
+            result = trainer.train(
+                run.payload, trainer_sample(sample), progress=progress, threads=settings.MLAB_TRAIN_THREADS
+            )
             del sample
             progress.check_cancelled(force=True)
             run_services.training_run_progress(

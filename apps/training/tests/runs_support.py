@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import django_rq
+import pytest
 
 from apps.training.worker import MlabSimpleWorker
 
@@ -13,3 +16,14 @@ def run_queued_jobs(*, with_scheduler: bool = True) -> None:
     MlabSimpleWorker([queue], connection=queue.connection, serializer=queue.serializer).work(
         burst=True, with_scheduler=with_scheduler
     )
+
+
+def wait_for(predicate, what: str, timeout: float = 90, interval: float = 0.1):
+    """Poll ``predicate`` until it returns something truthy (returned), or fail the test saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out waiting for {what}")

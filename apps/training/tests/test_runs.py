@@ -101,6 +101,25 @@ def test_bad_launches_are_400_naming_the_field_and_create_nothing(api, builtin_t
     assert not TrainingRun.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        ("maxDepth", 0, "Must be at least 1."),
+        ("sampleRatio", 0, "Must be greater than 0."),
+        ("featureRatio", 1.5, "Must be at most 1."),
+        ("shrinkage", 0, "Must be greater than 0."),
+        ("minLeafSampleCount", 0, "Must be at least 1."),
+        ("l2", -1, "Must be at least 0."),
+    ],
+)
+def test_lightgbm_parameters_out_of_range_are_field_errors(api, builtin_templates, duck_source, param, value, message):
+    body = {"template": "binary-gbdt", "datasource": "demo", "params": {"train": {param: value}}}
+    response = api.post("/api/v1/runs/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"params": {"train": {param: [message]}}}
+    assert not TrainingRun.objects.exists()
+
+
 def test_a_source_this_machine_cannot_read_is_refused_by_every_door(
     api, client, business_user, builtin_templates, hive_source
 ):
@@ -170,14 +189,14 @@ def test_cancel_during_training_stops_at_the_next_stage(
         run_id = _launch(api, "binary-gbdt", duck_source, {"train": {"treeCount": 30}}).json()["id"]
     real_train = trainer.train
 
-    def train_and_get_cancelled(payload, sample, *, progress=None):
+    def train_and_get_cancelled(payload, sample, *, progress=None, threads=None):
         def progress_and_cancel(stage, percent, message):
             if stage == "fitting":  # the business developer clicks Cancel while the model fits
                 TrainingRun.objects.filter(pk=run_id).update(cancel_requested=True)
                 progress.check_cancelled(force=True)
             progress(stage, percent, message)
 
-        return real_train(payload, sample, progress=progress_and_cancel)
+        return real_train(payload, sample, progress=progress_and_cancel, threads=threads)
 
     monkeypatch.setattr(local.trainer, "train", train_and_get_cancelled)
     run_queued_jobs()
@@ -258,3 +277,13 @@ def test_train_command_names_the_bad_parameter(builtin_templates, duck_source, u
     with pytest.raises(CommandError, match=message):
         call_command("train", "binary-lr", "--set", assignment, "--user", user.username)
     assert not TrainingRun.objects.exists()
+
+
+def test_local_runs_use_the_train_threads_setting(
+    api, builtin_templates, duck_source, django_capture_on_commit_callbacks, settings
+):
+    settings.MLAB_TRAIN_THREADS = 1
+    params = {"train": {"treeCount": 5}}
+    run = _launch_and_run(api, "binary-gbdt", duck_source, django_capture_on_commit_callbacks, params=params)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.report["threads"] == 1

@@ -4,6 +4,7 @@ built-in template, the artifact's signature and metadata, and predictions a clie
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import onnx
@@ -13,8 +14,10 @@ from sklearn.metrics import roc_auc_score
 
 from apps.templates.payload import build_payload
 from apps.templates.validation import template_specs, validate_run_params
-from apps.training.trainer import STAGES, score_raw, train
+from apps.training.text_column import TextColumn
+from apps.training.trainer import STAGES, score_raw, train, training
 from apps.training.trainer.data import FeatureBlocks
+from apps.training.trainer.plan import train_threads
 from mlab_client import contract
 
 from .trainer_data import CATEGORIES, builtin_payload, click_sample, price_sample
@@ -113,26 +116,25 @@ def test_linear_regression_variants(kind, expected):
 
 def test_node_parameters_reach_the_estimators(clicks):
     sample, _ = clicks
-    gbdt = train(
-        builtin_payload(
-            "binary-gbdt",
-            {"train": {"treeCount": 7, "maxDepth": 2, "shrinkage": 0.3, "sampleRatio": 0.8, "featureRatio": 0.5}},
-        ),
-        sample,
-    ).model.named_steps["model"]
-    assert (gbdt.n_estimators, gbdt.max_depth, gbdt.learning_rate, gbdt.subsample, gbdt.max_features) == (
-        7,
-        2,
-        0.3,
-        0.8,
-        0.5,
-    )
-    assert len(gbdt.estimators_) == 7
+    ps_smart = {"treeCount": 7, "maxDepth": 2, "shrinkage": 0.3, "l1": 0.5, "l2": 2.0, "sampleRatio": 0.8,
+                "featureRatio": 0.5, "minLeafSampleCount": 30}  # fmt: skip
+    gbdt = train(builtin_payload("binary-gbdt", {"train": ps_smart}), sample, threads=1).model.named_steps["model"]
+    assert type(gbdt).__name__ == "LGBMClassifier"
+    assert gbdt.get_params() | {
+        "n_estimators": 7, "max_depth": 2, "num_leaves": 4, "learning_rate": 0.3, "reg_alpha": 0.5,
+        "reg_lambda": 2.0, "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.5,
+        "min_child_samples": 30, "n_jobs": 1, "deterministic": True, "importance_type": "gain",
+    } == gbdt.get_params()  # fmt: skip
+    trees = gbdt.booster_.dump_model()["tree_info"]
+    assert len(trees) == 7 and all(tree["num_leaves"] <= 4 for tree in trees)
+    full_rows = train(builtin_payload("binary-gbdt", {"train": {"treeCount": 3}}), sample).model.named_steps["model"]
+    assert full_rows.subsample_freq == 0  # sampleRatio 1: no bagging at all
+    assert full_rows.n_jobs == train_threads()
     rf = train(
         builtin_payload("binary-rf", {"train": {"treeNum": 5, "maxTreeDeep": 3, "minNumObj": 7, "randomColNum": 999}}),
         sample,
     ).model.named_steps["model"]
-    assert (rf.n_estimators, rf.max_depth, rf.min_samples_leaf) == (5, 3, 7)
+    assert (rf.n_estimators, rf.max_depth, rf.min_samples_leaf, rf.n_jobs) == (5, 3, 7, train_threads())
     assert rf.max_features == rf.n_features_in_  # more features per split than columns: all columns
     assert max(tree.get_depth() for tree in rf.estimators_) <= 3
 
@@ -212,9 +214,10 @@ def test_progress_reports_each_stage_in_order(clicks):
     assert all(isinstance(message, str) and message for _, _, message in calls)
 
 
-def test_boosting_rounds_move_the_bar_while_fitting(clicks):
+def test_boosting_rounds_move_the_bar_while_fitting(clicks, monkeypatch):
     sample, _ = clicks
     calls = []
+    monkeypatch.setattr(training, "ROUND_MOVE_SECONDS", 0.0)  # every round that moves the bar is reported
     train(builtin_payload("binary-gbdt", {"train": {"treeCount": 20}}), sample, progress=lambda *a: calls.append(a))
     stages = [stage for stage, _, _ in calls]
     assert list(dict.fromkeys(stages)) == list(STAGES)
@@ -223,6 +226,30 @@ def test_boosting_rounds_move_the_bar_while_fitting(clicks):
     assert rounds[-1] == (70, "Fitting the model: round 20 of 20")
     percents = [percent for _, percent, _ in calls]
     assert percents == sorted(percents)
+
+
+def test_fast_rounds_are_reported_a_few_times_a_second_and_the_last_one_always(clicks):
+    sample, _ = clicks
+    calls = []
+    started = time.perf_counter()
+    train(builtin_payload("binary-gbdt", {"train": {"treeCount": 200}}), sample, progress=lambda *a: calls.append(a))
+    seconds = time.perf_counter() - started
+    rounds = [message for stage, _, message in calls if stage == "fitting"][1:]
+    assert rounds[-1] == "Fitting the model: round 200 of 200"
+    assert len(rounds) <= 1 + seconds / training.ROUND_MOVE_SECONDS
+
+
+def test_slow_rounds_are_reported_even_when_the_bar_does_not_move():
+    calls = []
+    stages = training._Stages(lambda *args: calls.append(args))
+    stages.enter("fitting")
+    for done in range(1, 41):  # 40 of 100,000 rounds, 0.03 s each: the bar stays at its first percent
+        time.sleep(0.03)
+        stages.rounds(done, 100_000)
+    reports = calls[1:]
+    assert reports and all(percent == STAGES["fitting"][0] for _, percent, _ in reports)
+    assert 1 <= len(reports) <= 1.2 / training.ROUND_REPORT_SECONDS  # about every ROUND_REPORT_SECONDS
+    assert training.ROUND_REPORT_SECONDS <= 0.5  # what a cancel waits for at most, besides one round
 
 
 # -- the artifact -----------------------------------------------------------------------------------
@@ -351,14 +378,10 @@ def _columns(rows: list[dict], plan) -> dict[str, np.ndarray]:
 
 def test_feature_blocks_keep_numbers_and_categories_apart():
     numeric = np.asfortranarray(np.arange(6, dtype=np.float32).reshape(3, 2))
-    blocks = FeatureBlocks(numeric, np.array([["a"], ["b"], [""]], dtype=object, order="F"))
+    blocks = FeatureBlocks(numeric, [TextColumn.encode(["a", "b", None])])
     assert blocks.shape == (3, 3)
     assert blocks[:, [0, 1]] is numeric  # a whole block is handed over without a copy
-    assert blocks[:, [2]].tolist() == [["a"], ["b"], [""]]
+    assert blocks[:, [2]].tolist() == [["a"], ["b"], [""]]  # a missing category as a client feeds it
     assert blocks[:, 1].tolist() == [1.0, 3.0, 5.0]
     with pytest.raises(TypeError, match="mixes numeric and categorical"):
         blocks[:, [1, 2]]
-    with pytest.raises(TypeError):
-        np.asarray(blocks)
-    with pytest.raises(TypeError):
-        blocks[0]

@@ -155,10 +155,10 @@ def test_categorical_features_need_a_one_hot_node(clicks):
 
 
 def test_pai_only_parameters_are_ignored(clicks):
-    payload = builtin_payload("binary-gbdt", {"train": {"treeCount": 5, "l1": 3.0, "coreNum": 8}})
-    assert {"l1", "coreNum"} <= set(payload["nodes"][-2]["params"])
+    payload = builtin_payload("binary-gbdt", {"train": {"treeCount": 5, "coreNum": 8, "memSizePerCore": 2048}})
+    assert {"coreNum", "memSizePerCore"} <= set(payload["nodes"][-2]["params"])
     model = train(payload, clicks).model.named_steps["model"]
-    assert model.n_estimators == 5
+    assert model.n_estimators == 5 and "coreNum" not in str(model.get_params())
 
 
 # -- the float32 trap ------------------------------------------------------------------------------

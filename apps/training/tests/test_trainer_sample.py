@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from apps.training.text_column import TextColumn
 from apps.training.trainer import SampleData, load_sample, save_sample
 
 
@@ -25,13 +26,21 @@ def test_round_trip(tmp_path):
     loaded = load_sample(path)
     assert list(loaded.columns) == ["age", "city", "tier", "count"]
     np.testing.assert_array_equal(loaded.columns["age"], sample.columns["age"])
-    assert loaded.columns["city"].dtype == object and loaded.columns["city"].tolist() == ["beijing", None, "上海"]
-    assert loaded.columns["tier"].tolist() == ["1", "1", ""]  # an empty string is not NULL
+    assert loaded.columns["city"].to_objects().tolist() == ["beijing", None, "上海"]
+    assert loaded.columns["tier"].to_objects().tolist() == ["1", "1", ""]  # an empty string is not NULL
     assert loaded.columns["count"].tolist() == [1, 2, 3]
     np.testing.assert_array_equal(loaded.label, sample.label)
     assert loaded.label.dtype == np.float64
-    # Equal values share one str object: a million rows of a few categories cost pointers, not strings.
-    assert loaded.columns["tier"][0] is loaded.columns["tier"][1]
+    # Text stays dictionary-encoded: a million rows of a few categories cost int32 codes, not strings.
+    tier = loaded.columns["tier"]
+    assert tier.values.tolist() == ["1", ""] and tier.codes.dtype == np.int32 and tier.codes.tolist() == [0, 0, 1]
+
+
+def test_a_text_column_round_trips_as_it_is(tmp_path):
+    column = TextColumn.encode(["x", None, "y", "x"])
+    save_sample(tmp_path / "s.npz", SampleData({"c": column}, np.zeros(4)))
+    loaded = load_sample(tmp_path / "s.npz").columns["c"]
+    assert loaded.values.tolist() == ["x", "y"] and loaded.codes.tolist() == [0, -1, 1, 0]
 
 
 def test_file_holds_no_object_arrays(tmp_path):
@@ -64,4 +73,4 @@ def test_save_replaces_whole_files_and_leaves_no_temporary_file(tmp_path):
     assert load_sample(path).columns["x"].tolist() == [0.0, 1.0, 2.0]
     save_sample(path, SampleData({"y": np.array(["b"], dtype=object)}, np.ones(1)))
     assert [p.name for p in tmp_path.iterdir()] == ["sample.npz"]
-    assert zipfile.is_zipfile(path) and load_sample(path).columns["y"].tolist() == ["b"]
+    assert zipfile.is_zipfile(path) and load_sample(path).columns["y"].to_objects().tolist() == ["b"]

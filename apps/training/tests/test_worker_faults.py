@@ -16,6 +16,7 @@ from apps.artifacts.models import Artifact, ArtifactChunk
 from apps.training.models import TrainingRun
 from apps.training.services.runs import WORKER_DIED, training_run_create
 from apps.training.tests.runs_support import run_queued_jobs
+from apps.training.tests.runs_support import wait_for as _wait_for
 from tests.live import ROOT, process_env, rq_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -27,16 +28,6 @@ FAST_REAPING = {"MLAB_RUN_HEARTBEAT_SECONDS": "2", "MLAB_RUN_REAP_AFTER_SECONDS"
 def _worker(log_path) -> subprocess.Popen:
     """`manage.py rqworker` as `make run` starts it, reaping fast."""
     return rq_worker(log_path, scheduler=False, **FAST_REAPING)
-
-
-def _wait_for(predicate, what: str, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def _kill_with_children(process: subprocess.Popen) -> None:

@@ -13,7 +13,8 @@ complete run; the report names the model's sha256 and size under ``model_file``)
 lines ``{"stage", "percent", "message"}`` and then one ``mlab-metric <name>=<value>`` line per metric on
 stdout (what PAI's ProgressDefinitions and MetricDefinitions read). On failure nothing is written, the plain
 reason is on stderr and the exit status is 1 (the data or the payload), 2 (the command line or an unreadable
-input) or 3 (a bug: the reason is followed by the traceback).
+input) or 3 (a bug: the reason is followed by the traceback). The fit uses MLAB_TRAIN_THREADS
+threads (unset or 0: every core the process may run on).
 """
 
 from __future__ import annotations

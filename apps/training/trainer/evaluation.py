@@ -74,12 +74,12 @@ def regression(label: np.ndarray, prediction: np.ndarray, *, histogram_bins: int
     }
 
 
-def importance(model: Any, owners: list[str], column_std: np.ndarray) -> list[dict[str, Any]]:
+def importance(model: Any, owners: list[str], column_std: np.ndarray | None) -> list[dict[str, Any]]:
     """Importance of each raw feature, largest first, as a share of the total.
 
     Linear models: |coefficient| × the column's standard deviation (the weight it would have on a
     standardized column), summed over a feature's one-hot columns. Trees: ``feature_importances_`` summed
-    likewise.
+    likewise (for LightGBM, the total gain of the splits on each column; ``column_std`` is not needed).
     """
     if hasattr(model, "feature_importances_"):
         weights = np.asarray(model.feature_importances_, dtype=np.float64)

@@ -8,6 +8,7 @@ models, one-hot vocabularies learned from the data, the float type each model is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,22 @@ from apps.templates.validation import chain_errors
 from .errors import PayloadError
 
 LOCAL = "local"
+THREADS_VARIABLE = "MLAB_TRAIN_THREADS"
+
+
+def train_threads(threads: int | None = None) -> int:
+    """How many threads a fit may use: ``threads`` when given (the local engine passes its setting), else the
+    environment variable MLAB_TRAIN_THREADS (what a PAI job or the command line sets), else every core this
+    process may run on. 0 or empty means every core too."""
+    if threads is None:
+        text = os.environ.get(THREADS_VARIABLE, "").strip()
+        try:
+            threads = int(text) if text else 0
+        except ValueError:
+            raise PayloadError(f"{THREADS_VARIABLE} must be a whole number of threads, not {text!r}.") from None
+    if threads < 0:
+        raise PayloadError(f"{THREADS_VARIABLE} must be 0 (every core) or a positive number of threads.")
+    return threads or len(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,7 @@ class LocalPlan:
     estimator: Any = None
     trees: bool = False
     train_node: str = ""
+    threads: int = 1  # what the estimator may use (train_threads)
     evaluation: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -124,8 +142,9 @@ def _node_params(node: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     return node_type, params
 
 
-def plan_from_payload(payload: Mapping[str, Any]) -> LocalPlan:
-    """Read a payload made by ``apps.templates.payload.build_payload`` into a :class:`LocalPlan`."""
+def plan_from_payload(payload: Mapping[str, Any], *, threads: int | None = None) -> LocalPlan:
+    """Read a payload made by ``apps.templates.payload.build_payload`` into a :class:`LocalPlan`; the
+    estimator gets ``train_threads(threads)`` threads."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get("nodes"), list):
         raise PayloadError('The payload must be an object with a "nodes" list.')
     try:
@@ -149,6 +168,7 @@ def plan_from_payload(payload: Mapping[str, Any]) -> LocalPlan:
         label=sample["label"],
         numeric=list(sample.get("features") or []),
         categorical=list(sample.get("categorical_features") or []),
+        threads=train_threads(threads),
     )
     if not plan.features:
         raise PayloadError("The sample node names no feature column.")

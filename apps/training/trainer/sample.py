@@ -1,12 +1,13 @@
 """The training sample as the trainer receives it, and its file format (.npz, loadable without pickle).
 
-Numeric features are float64 arrays with NaN for NULL; categorical features are object arrays of ``str``
+Numeric features are float64 arrays with NaN for NULL; categorical features are dictionary-encoded
+:class:`~apps.training.text_column.TextColumn` (what the sample fetch gives) or object arrays of ``str``
 with ``None`` for NULL; the label is float64 (0/1 for binary tasks). Which columns are numeric or
 categorical is said by the sample node of the payload, not by the arrays.
 
 In the file, numeric columns are stored as they are. Text columns are dictionary-encoded: a unicode array
 of the distinct values and an int32 array of codes where -1 marks NULL, which is both the null mask and a
-copy of each distinct string only once. Loading gives object arrays whose equal values share one ``str``.
+copy of each distinct string only once. Loading gives TextColumns again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from apps.training.text_column import TextColumn
+
 FORMAT_VERSION = 1
 _COLUMNS = "__columns__"
 _VERSION = "__format__"
@@ -26,10 +29,10 @@ _LABEL = "__label__"
 
 @dataclass
 class SampleData:
-    """Columns by name (numeric: float64 with NaN; categorical: object arrays of str with None) and the
-    label (float64)."""
+    """Columns by name (numeric: float64 with NaN; categorical: TextColumn, or object arrays of str with
+    None) and the label (float64)."""
 
-    columns: dict[str, np.ndarray]
+    columns: dict[str, np.ndarray | TextColumn]
     label: np.ndarray
 
     @property
@@ -41,23 +44,6 @@ def _is_text(values: np.ndarray) -> bool:
     return values.dtype.kind in "OUS"
 
 
-def _encode_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    index: dict[str, int] = {}
-    codes = np.fromiter(
-        (-1 if v is None else index.setdefault(str(v), len(index)) for v in values.tolist()),
-        dtype=np.int32,
-        count=len(values),
-    )
-    return np.array(list(index), dtype=str), codes
-
-
-def _decode_text(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    distinct = np.empty(len(values) + 1, dtype=object)
-    distinct[:-1] = values.tolist()
-    distinct[-1] = None  # code -1 picks the last slot
-    return distinct[codes]
-
-
 def save_sample(path: str | os.PathLike[str], sample: SampleData) -> None:
     """Write ``sample`` to ``path`` (.npz), atomically: a reader sees the old file or the complete new one."""
     arrays: dict[str, np.ndarray] = {
@@ -66,11 +52,14 @@ def save_sample(path: str | os.PathLike[str], sample: SampleData) -> None:
         _LABEL: np.asarray(sample.label, dtype=np.float64),
     }
     for i, values in enumerate(sample.columns.values()):
-        values = np.asarray(values)
-        if _is_text(values):
-            arrays[f"t{i}_values"], arrays[f"t{i}_codes"] = _encode_text(values)
-        else:
-            arrays[f"n{i}"] = values
+        if not isinstance(values, TextColumn):
+            values = np.asarray(values)
+            if not _is_text(values):
+                arrays[f"n{i}"] = values
+                continue
+            values = TextColumn.encode(values.tolist())
+        arrays[f"t{i}_values"] = np.array(values.values.tolist(), dtype=str)
+        arrays[f"t{i}_codes"] = values.codes
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -84,7 +73,7 @@ def save_sample(path: str | os.PathLike[str], sample: SampleData) -> None:
 
 
 def load_sample(path: str | os.PathLike[str]) -> SampleData:
-    """Read a sample written by :func:`save_sample`. Never unpickles: object arrays are rebuilt from text."""
+    """Read a sample written by :func:`save_sample`. Never unpickles: text columns come back as TextColumns."""
     with np.load(path, allow_pickle=False) as data:
         version = int(data[_VERSION]) if _VERSION in data.files else None
         if version != FORMAT_VERSION:
@@ -94,5 +83,7 @@ def load_sample(path: str | os.PathLike[str]) -> SampleData:
             if f"n{i}" in data.files:
                 columns[name] = data[f"n{i}"]
             else:
-                columns[name] = _decode_text(data[f"t{i}_values"], data[f"t{i}_codes"])
+                distinct = np.empty(len(data[f"t{i}_values"]), dtype=object)
+                distinct[:] = data[f"t{i}_values"].tolist()
+                columns[name] = TextColumn(distinct, data[f"t{i}_codes"].astype(np.int32))
         return SampleData(columns=columns, label=data[_LABEL])
