@@ -39,12 +39,16 @@ class _Progress:
         self.run_id = run_id
         self._checked = 0.0
 
-    def check_cancelled(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._checked >= CANCEL_CHECK_SECONDS:
-            self._checked = now
-            if run_services.training_run_cancel_requested(self.run_id):
-                raise RunCancelled
+    def check_cancelled(self) -> None:
+        """Raise RunCancelled if a cancel was requested, asking the database at most every CANCEL_CHECK_SECONDS."""
+        if time.monotonic() - self._checked >= CANCEL_CHECK_SECONDS:
+            self.check_cancelled_now()
+
+    def check_cancelled_now(self) -> None:
+        """Raise RunCancelled if a cancel was requested (one query)."""
+        self._checked = time.monotonic()
+        if run_services.training_run_cancel_requested(self.run_id):
+            raise RunCancelled
 
     def __call__(self, stage: str, percent: int, message: str) -> None:
         scaled = TRAINER_START + round(TRAINER_SPAN * percent / 100)
@@ -77,12 +81,12 @@ def execute(run: TrainingRun) -> None:
             run_services.training_run_progress(run.pk, stage="sampling", progress=2, message="Reading the sample")
             sample = fetch_run_sample(run)
             run_services.training_run_log(run.pk, f"Sample read: {len(sample):,} rows.", stage="sampling")
-            progress.check_cancelled(force=True)
+            progress.check_cancelled_now()
             result = trainer.train(
                 run.payload, trainer_sample(sample), progress=progress, threads=settings.MLAB_TRAIN_THREADS
             )
             del sample
-            progress.check_cancelled(force=True)
+            progress.check_cancelled_now()
             run_services.training_run_progress(
                 run.pk, stage="storing", progress=97, message="Storing the model artifact"
             )

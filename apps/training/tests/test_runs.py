@@ -193,7 +193,7 @@ def test_cancel_during_training_stops_at_the_next_stage(
         def progress_and_cancel(stage, percent, message):
             if stage == "fitting":  # the business developer clicks Cancel while the model fits
                 TrainingRun.objects.filter(pk=run_id).update(cancel_requested=True)
-                progress.check_cancelled(force=True)
+                progress.check_cancelled_now()
             progress(stage, percent, message)
 
         return real_train(payload, sample, progress=progress_and_cancel, threads=threads)
