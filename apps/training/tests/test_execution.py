@@ -158,12 +158,12 @@ def test_unreachable_sources_are_clear_errors_naming_the_datasource(builtin_temp
 
 
 def test_password_comes_from_the_environment_and_a_missing_variable_says_which(monkeypatch, mysqlclient):
-    engine = MySQLBackend(name="m", options={"database": "x"}, password_env="MLAB_TEST_NO_SUCH_VAR")
-    with pytest.raises(DataSourceUnavailable, match="MLAB_TEST_NO_SUCH_VAR"):
+    engine = MySQLBackend(name="m", options={"database": "x"}, password_env="MLAB_DS_TEST_NO_SUCH_VAR")
+    with pytest.raises(DataSourceUnavailable, match="MLAB_DS_TEST_NO_SUCH_VAR"):
         engine.introspect()
-    monkeypatch.setenv("MLAB_TEST_NO_SUCH_VAR", "s3cret-value")
+    monkeypatch.setenv("MLAB_DS_TEST_NO_SUCH_VAR", "s3cret-value")
     engine = MySQLBackend(
-        name="m", options={"database": "x", "port": _closed_port()}, password_env="MLAB_TEST_NO_SUCH_VAR"
+        name="m", options={"database": "x", "port": _closed_port()}, password_env="MLAB_DS_TEST_NO_SUCH_VAR"
     )
     with pytest.raises(DataSourceUnavailable) as raised:
         engine.introspect()
