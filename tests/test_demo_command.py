@@ -95,3 +95,14 @@ def test_the_loop_needs_the_demo_set_up_first():
 
     with pytest.raises(CommandError, match="run `manage.py mlab_demo` first"):
         call_command("mlab_demo", "--loop", stdout=io.StringIO())
+
+
+def test_demo_mysql_names_the_new_password_variable_when_given_the_old_one(settings, tmp_path, monkeypatch):
+    """Data-source passwords come only from MLAB_DS_ variables: the old name is refused, naming the new one."""
+    from django.core.management.base import CommandError
+
+    settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("MLAB_DEMO_MYSQL_PASSWORD", "pw")
+    monkeypatch.delenv("MLAB_DS_DEMO_MYSQL_PASSWORD", raising=False)
+    with pytest.raises(CommandError, match="now called MLAB_DS_DEMO_MYSQL_PASSWORD"):
+        call_command("mlab_demo", "--impressions", "1000", "--mysql", stdout=io.StringIO())
