@@ -198,3 +198,24 @@ def test_maxcompute_generates_hive_sql_but_does_not_execute(builtin_templates, h
     assert launch.dialect == "hive" and "`impressions`" in launch.sql
     with pytest.raises(BackendNotAvailable, match="no credentials"):
         sample_fetch(prepared=launch)
+
+
+def test_ssl_mode_required_is_checked_once_connected(mysql_warehouse):
+    """MariaDB's client library goes on without TLS under ssl_mode REQUIRED when the server offers none: the
+    back end checks the session and refuses it (or, on a server with TLS, reads over TLS)."""
+    import MySQLdb
+
+    plain = {k: v for k, v in mysql_warehouse.items() if k in ("host", "port", "user")}
+    con = MySQLdb.connect(**plain)
+    cursor = con.cursor()
+    cursor.execute("SHOW VARIABLES LIKE 'have_ssl'")
+    server_has_tls = cursor.fetchone()[1] == "YES"
+    con.close()
+    engine = MySQLBackend(name="tls", options={**mysql_warehouse, "ssl_mode": "required"})
+    if server_has_tls:
+        assert "impressions" in engine.introspect()
+    else:
+        with pytest.raises(
+            DataSourceUnavailable, match="ssl_mode is required, but the MySQL server .* did not use TLS"
+        ):
+            engine.introspect()
