@@ -78,6 +78,11 @@ def _warehouse() -> Path:
 
 
 def _generated(path: Path):
+    # The back end checks the file against MLAB_DUCKDB_ROOTS (the settings' var/, where the warehouse is).
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlabsite.settings.base")
+    import django
+
+    django.setup()
     from apps.templates.builtins import DEMO_SAMPLE
     from apps.templates.nodes import registry
     from apps.training.datasources import DuckDBBackend

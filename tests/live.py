@@ -34,6 +34,11 @@ def process_env(**extra: str) -> dict[str, str]:
         DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL,
         MLAB_VAR_DIR=str(settings.VAR_DIR),
+        # Where data sources may point, as this test process sees it (tests keep warehouses under pytest's
+        # temporary directories, which the base settings do not allow).
+        MLAB_DUCKDB_ROOTS=",".join(str(p) for p in settings.MLAB_DUCKDB_ROOTS),
+        MLAB_DATASOURCE_HOSTS=",".join(settings.MLAB_DATASOURCE_HOSTS),
+        MLAB_DATASOURCE_TLS_PATHS=",".join(str(p) for p in settings.MLAB_DATASOURCE_TLS_PATHS),
         DJANGO_SETTINGS_MODULE="mlabsite.settings.base",
         PYTHONUNBUFFERED="1",
     )

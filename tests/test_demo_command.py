@@ -109,3 +109,14 @@ def test_the_pai_demo_trains_one_run_through_the_emulator_and_its_oss(settings, 
     assert f"Run {run.pk} succeeded on PAI (the emulator)" in text
     assert f"sample:      oss://mlab-emulator/mlab/runs/{run.pk}/input/sample.npz" in text
     assert run.external_state["input_uri"].startswith("oss://") and "AlgorithmSpec" not in text
+
+
+def test_demo_mysql_names_the_new_password_variable_when_given_the_old_one(settings, tmp_path, monkeypatch):
+    """Data-source passwords come only from MLAB_DS_ variables: the old name is refused, naming the new one."""
+    from django.core.management.base import CommandError
+
+    settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("MLAB_DEMO_MYSQL_PASSWORD", "pw")
+    monkeypatch.delenv("MLAB_DS_DEMO_MYSQL_PASSWORD", raising=False)
+    with pytest.raises(CommandError, match="now called MLAB_DS_DEMO_MYSQL_PASSWORD"):
+        call_command("mlab_demo", "--impressions", "1000", "--mysql", stdout=io.StringIO())

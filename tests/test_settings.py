@@ -38,3 +38,16 @@ def test_production_passes_check_deploy():
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_lets_data_sources_open_duckdb_files_under_var_only():
+    """The test settings add pytest's temporary root to MLAB_DUCKDB_ROOTS; production keeps the default: var/."""
+    result = _manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print([str(p) for p in settings.MLAB_DUCKDB_ROOTS], settings.VAR_DIR)",
+        env_extra={"DJANGO_SECRET_KEY": "x" * 50},
+        drop=("MLAB_DUCKDB_ROOTS", "MLAB_VAR_DIR"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"['{ROOT / 'var'}'] {ROOT / 'var'}"

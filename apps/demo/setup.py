@@ -46,7 +46,9 @@ def demo_user_sync() -> DemoUser:
 DEMO_DATASOURCE = "demo"
 DEMO_MYSQL_DATASOURCE = "demo-mysql"
 DEMO_MYSQL_URL = "mysql://root@127.0.0.1:3306/mlab_warehouse"
-DEMO_MYSQL_PASSWORD_ENV = "MLAB_DEMO_MYSQL_PASSWORD"
+# A data source's password variable must start with MLAB_DS_ (apps/training/datasources/policy.py).
+DEMO_MYSQL_PASSWORD_ENV = "MLAB_DS_DEMO_MYSQL_PASSWORD"
+_OLD_DEMO_MYSQL_PASSWORD_ENV = "MLAB_DEMO_MYSQL_PASSWORD"  # its name until data-source passwords were fenced
 
 
 def demo_warehouse_sync(*, impressions: int = 200_000, path=None):
@@ -63,14 +65,19 @@ def demo_warehouse_sync(*, impressions: int = 200_000, path=None):
     return summary
 
 
+@transaction.atomic
 def demo_mysql_sync(*, url: str = DEMO_MYSQL_URL, path=None) -> dict[str, int]:
     """Copy the demo warehouse into the MySQL/MariaDB database of ``url`` and register it as ``demo-mysql``.
 
-    The password, if any, comes from the environment variable MLAB_DEMO_MYSQL_PASSWORD, never from the URL.
+    The password, if any, comes from the environment variable MLAB_DS_DEMO_MYSQL_PASSWORD, never from the URL.
+    The source is validated first (its host must be one MLAB_DATASOURCE_HOSTS allows), so that nothing is sent
+    to a host the server would refuse; a failed copy rolls its registration back.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("mysql", "mariadb") or parts.password:
         raise ValueError(f"Expected mysql://user@host:port/database (password in {DEMO_MYSQL_PASSWORD_ENV}).")
+    if _OLD_DEMO_MYSQL_PASSWORD_ENV in os.environ and DEMO_MYSQL_PASSWORD_ENV not in os.environ:
+        raise ValueError(f"{_OLD_DEMO_MYSQL_PASSWORD_ENV} is now called {DEMO_MYSQL_PASSWORD_ENV}: rename it.")
     options: dict[str, Any] = {
         "host": parts.hostname or "127.0.0.1",
         "port": parts.port or 3306,
@@ -78,7 +85,6 @@ def demo_mysql_sync(*, url: str = DEMO_MYSQL_URL, path=None) -> dict[str, int]:
         "database": parts.path.lstrip("/") or "mlab_warehouse",
     }
     password = os.environ.get(DEMO_MYSQL_PASSWORD_ENV)
-    counts = load_demo_into_mysql(path or settings.MLAB_WAREHOUSE_PATH, password=password, **options)
     datasource_sync(
         name=DEMO_MYSQL_DATASOURCE,
         kind="mysql",
@@ -86,4 +92,4 @@ def demo_mysql_sync(*, url: str = DEMO_MYSQL_URL, path=None) -> dict[str, int]:
         password_env=DEMO_MYSQL_PASSWORD_ENV if password is not None else "",
         description="The demo warehouse copied into MySQL/MariaDB (same rows as the DuckDB one).",
     )
-    return counts
+    return load_demo_into_mysql(path or settings.MLAB_WAREHOUSE_PATH, password=password, **options)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import re
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-# Option names that would hold a secret: secrets come from the environment (password_env), never the database.
-SECRET_OPTION_WORDS = ("password", "passwd", "secret", "token", "access_key", "accesskey", "credential")
+from .datasources.policy import datasource_problems
 
 
 class DataSource(models.Model):
     """Where samples come from. Connection options are stored; secrets are not: ``password_env`` names the
-    environment variable that holds the password (or access key), read only when connecting."""
+    environment variable (``MLAB_DS_…``) that holds the password, read only when connecting.
+
+    ``clean`` holds every rule on a source's settings (options of the kind's schema, no secret at any depth,
+    files and hosts the server's settings allow, an MLAB_DS_ password variable): the admin, the services and
+    the commands all save through ``full_clean``. The back ends check where a source points again when they
+    open it."""
 
     class Kind(models.TextChoices):
         DUCKDB = "duckdb", "DuckDB"
@@ -46,22 +48,9 @@ class DataSource(models.Model):
         return self.name
 
     def clean(self) -> None:
-        if not isinstance(self.options, dict):
-            raise ValidationError({"options": "Expected an object of connection options."})
-        secret_like = [k for k in self.options if any(word in str(k).lower() for word in SECRET_OPTION_WORDS)]
-        if secret_like:
-            raise ValidationError(
-                {
-                    "options": f"Secrets do not belong in options ({', '.join(secret_like)}): name an environment "
-                    "variable in password_env instead."
-                }
-            )
-        required: dict[str, list[str]] = {self.Kind.DUCKDB: ["path"], self.Kind.MYSQL: ["database"]}
-        missing = [k for k in required.get(self.kind, []) if not self.options.get(k)]
-        if missing:
-            raise ValidationError({"options": f"A {self.kind} source needs: {', '.join(missing)}."})
-        if self.password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.password_env):
-            raise ValidationError({"password_env": "An environment variable name: letters, digits and underscores."})
+        problems = datasource_problems(kind=self.kind, options=self.options, password_env=self.password_env)
+        if problems:
+            raise ValidationError(problems)
 
 
 class TrainingRun(models.Model):

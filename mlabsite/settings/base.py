@@ -194,6 +194,24 @@ SPECTACULAR_SETTINGS = {
 # --- Mlab -----------------------------------------------------------------------------------------
 MLAB_WAREHOUSE_PATH = Path(env.str("MLAB_WAREHOUSE_PATH", default=str(VAR_DIR / "warehouse.duckdb")))
 
+# --- Where data sources may point (apps/training/datasources/policy.py) ----------------------------
+# Checked when a source is saved and again each time it is opened. DuckDB files must lie under one of these
+# directories, symlinks and ".." resolved first.
+MLAB_DUCKDB_ROOTS = [Path(p) for p in env.list("MLAB_DUCKDB_ROOTS", default=[str(VAR_DIR)])]
+# Hosts a MySQL source may connect to: exact names, patterns ("*.internal.example.com": any name ending so),
+# IP addresses and CIDR ranges ("10.20.0.0/16"). A name is matched as written, never resolved to an address.
+MLAB_DATASOURCE_HOSTS = env.list("MLAB_DATASOURCE_HOSTS", default=["127.0.0.1", "localhost", "::1"])
+# Where a MySQL source's TLS files (ssl_ca, ssl_cert, ssl_key) may lie: directories, or single files named
+# explicitly. The default holds the system's CA certificates (the /etc/ssl/certs links point into
+# /usr/share/ca-certificates) and var/tls.
+MLAB_DATASOURCE_TLS_PATHS = [
+    Path(p)
+    for p in env.list(
+        "MLAB_DATASOURCE_TLS_PATHS",
+        default=["/etc/ssl/certs", "/usr/share/ca-certificates", str(VAR_DIR / "tls")],
+    )
+]
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

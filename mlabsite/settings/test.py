@@ -1,11 +1,13 @@
 """Test settings: the base settings, with each pytest-xdist worker on a Redis database of its own."""
 
+import getpass
 import os
+import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from .base import *  # noqa: F403
-from .base import CACHES, DATABASES, REDIS_EMBEDDED, REDIS_URL, RQ_QUEUES, VAR_DIR
+from .base import CACHES, DATABASES, MLAB_DUCKDB_ROOTS, REDIS_EMBEDDED, REDIS_URL, RQ_QUEUES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -36,3 +38,17 @@ CACHES["default"]["LOCATION"] = REDIS_URL
 RQ_QUEUES["default"]["URL"] = REDIS_URL
 # Tests build their own demo warehouse instead of touching the one `make run` serves.
 MLAB_WAREHOUSE_PATH = Path(os.environ.get("MLAB_TEST_WAREHOUSE_PATH", str(VAR_DIR / "test" / "warehouse.duckdb")))
+
+
+def _pytest_temp_root() -> Path:
+    """Where pytest's tmp_path directories live: pytest-of-<user> under the temporary directory, as pytest's
+    tmpdir plugin computes it (PYTEST_DEBUG_TEMPROOT overrides the temporary directory)."""
+    try:
+        user = getpass.getuser()
+    except (ImportError, KeyError, OSError):
+        user = "unknown"
+    return Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()).resolve() / f"pytest-of-{user}"
+
+
+# Tests build warehouses under pytest's temporary directories; production allows var/ only (base.py).
+MLAB_DUCKDB_ROOTS = [*MLAB_DUCKDB_ROOTS, VAR_DIR, _pytest_temp_root()]

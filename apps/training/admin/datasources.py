@@ -47,6 +47,14 @@ class DataSourceAdmin(admin.ModelAdmin):
     readonly_fields = ["schema"]
     actions = ["refresh_schema"]
     change_form_template = "admin/training/datasource/change_form.html"
+    help_texts = {
+        "options": "Connection settings only, never a secret. DuckDB: path (a file under MLAB_DUCKDB_ROOTS), "
+        "schema, threads. MySQL: host (one MLAB_DATASOURCE_HOSTS allows), port, user, database, connect_timeout, "
+        "ssl_mode (disabled, preferred, required, verify_ca, verify_identity), ssl_ca, ssl_cert, ssl_key (files "
+        'under MLAB_DATASOURCE_TLS_PATHS). MaxCompute/Hive: project, tables {"table": {"column": "type"}} '
+        "(Hive: database too).",
+        "password_env": "The environment variable holding the password, if any: its name starts with MLAB_DS_.",
+    }
 
     class Media:
         css = {"all": ["mlab/admin.css"]}
@@ -60,14 +68,17 @@ class DataSourceAdmin(admin.ModelAdmin):
         except DataSourceError as exc:
             return format_html("<p class='errornote'>{}</p>", str(exc))
 
-    @admin.action(description="Refresh the schema of the selected data sources")
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        return super().get_form(request, obj, change, **{"help_texts": self.help_texts, **kwargs})
+
+    @admin.action(description="Refresh the schema of the selected data sources", permissions=["change"])
     def refresh_schema(self, request, queryset):
         for datasource in queryset:
             self._refresh(request, datasource)
 
     def _refresh(self, request, datasource: DataSource) -> None:
         try:
-            schema = datasource_schema_refresh(datasource=datasource)
+            schema = datasource_schema_refresh(datasource=datasource, user=request.user)
         except DataSourceError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
@@ -89,7 +100,7 @@ class DataSourceAdmin(admin.ModelAdmin):
         datasource = self.get_object(request, object_id)
         if datasource is None:
             raise Http404("No such data source.")
-        if not self.has_view_permission(request, datasource):
-            raise PermissionDenied
+        if not self.has_change_permission(request, datasource):
+            raise PermissionDenied  # refreshing connects to the source now: viewing its cached tables does not
         self._refresh(request, datasource)
         return HttpResponseRedirect(reverse("admin:training_datasource_change", args=[datasource.pk]))

@@ -41,8 +41,14 @@ class DataSourceListApi(generics.ListAPIView):
 
 class DataSourceTablesApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("refresh", OpenApiTypes.BOOL, description="Introspect now, not from the cache.")],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        parameters=[
+            OpenApiParameter(
+                "refresh",
+                OpenApiTypes.BOOL,
+                description="Introspect now, not from the cache (needs the permission to change data sources).",
+            )
+        ],
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT},
         summary="Tables of a data source, with their columns and types",
     )
     def get(self, request, name: str):
@@ -52,8 +58,8 @@ class DataSourceTablesApi(APIView):
             raise Http404("No such data source.") from None
         refresh = request.query_params.get("refresh", "").lower() in ("1", "true", "yes")
         try:
-            if refresh:
-                schema = datasource_schema_refresh(datasource=datasource)
+            if refresh:  # PermissionDenied (403) without the permission to change data sources
+                schema = datasource_schema_refresh(datasource=datasource, user=request.user)
             else:
                 schema = datasource_schema(datasource=datasource)
         except DataSourceError as exc:

@@ -1,4 +1,11 @@
-"""DuckDB: a read-only connection to a database file, results streamed as Arrow record batches."""
+"""DuckDB: a read-only connection to a database file, results streamed as Arrow record batches.
+
+The file is the source's, and so is every view in it: a view may call read_csv('/etc/passwd'), ATTACH another
+file, INSTALL an extension or read a session variable. So the file must lie under MLAB_DUCKDB_ROOTS (checked
+on the resolved path, which is the one opened), and the connection is opened with external access disabled
+(no file, network or extension access beyond the database file itself), extension auto-install and auto-load
+off, and its configuration locked, so that no statement, ours or a view's, can turn any of that back on.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +19,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import ACCESS_TOKEN_VARIABLE, Backend, Schema, allowed_schema
+from .base import ACCESS_TOKEN_VARIABLE, Backend, Schema, access_token_digest, allowed_schema
 from .errors import DataSourceUnavailable, QueryFailed, QueryTimeout
+from .policy import duckdb_path_allowed
 from .sample_data import SampleBuilder, SampleColumns, SampleData
 
 # pyarrow's default allocator (mimalloc) holds on to freed pages; the system allocator returns large blocks
 # at once, so the temporary arrays of one chunk do not add up over a long fetch.
 _POOL = pa.system_memory_pool()
+
+# Fixed when the connection opens; lock_configuration makes every later SET of a setting an error.
+HARDENED_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
 
 
 class DuckDBBackend(Backend):
@@ -26,18 +42,32 @@ class DuckDBBackend(Backend):
 
     @property
     def path(self) -> Path:
+        """The file to open: symlinks and ``..`` resolved, under MLAB_DUCKDB_ROOTS (SourceRefused otherwise)."""
         path = self.options.get("path")
         if not path:
             raise DataSourceUnavailable(f"Data source {self.name!r} has no path option (the DuckDB file).")
-        return Path(path)
+        return duckdb_path_allowed(path, source=self.name)
 
     @contextmanager
     def connect(self):
+        """A read-only, hardened connection to the source's file."""
         path = self.path
         if not path.is_file():
-            raise DataSourceUnavailable(f"Data source {self.name!r}: the DuckDB file {path} does not exist.")
+            raise DataSourceUnavailable(
+                f"Data source {self.name!r}: the DuckDB file {self.options['path']} does not exist."
+            )
+        # Settings are global to DuckDB's instance of a file, which every connection to it in this process
+        # shares, and locked: they are all given here, the same for every connection (DuckDB refuses a second
+        # connection to a file with a different configuration). A sample query is scans and small hash joins,
+        # and Python consumes the stream more slowly than one thread produces it: more threads would only
+        # buffer batches ahead (measured: 35 MB vs 22 MB at a million rows, same time), and one thread gives
+        # a deterministic row order. The "threads" option overrides it.
+        config: dict[str, str | bool | int | float | list[str]] = {
+            **HARDENED_CONFIG,
+            "threads": int(self.options.get("threads", 1)),
+        }
         try:
-            con = duckdb.connect(str(path), read_only=True)
+            con = duckdb.connect(str(path), read_only=True, config=config)
         except duckdb.Error as exc:
             raise DataSourceUnavailable(f"Data source {self.name!r}: cannot open {path}: {exc}") from None
         try:
@@ -80,7 +110,7 @@ class DuckDBBackend(Backend):
     @staticmethod
     def _session(con, access_token: str | None) -> None:
         if access_token is not None:
-            con.execute(f"SET VARIABLE {ACCESS_TOKEN_VARIABLE} = ?", [access_token])
+            con.execute(f"SET VARIABLE {ACCESS_TOKEN_VARIABLE} = ?", [access_token_digest(access_token)])
 
     def count(self, sql: str, *, timeout: int, access_token: str | None = None) -> int:
         with self.connect() as con, self._deadline(con, timeout):
@@ -94,10 +124,6 @@ class DuckDBBackend(Backend):
         names, numeric = columns.names, set(columns.numeric)
         with self.connect() as con, self._deadline(con, timeout):
             self._session(con, access_token)
-            # A sample query is scans and small hash joins, and Python consumes the stream more slowly than
-            # one thread produces it: more threads would only buffer batches ahead (measured: 35 MB vs 22 MB
-            # at a million rows, same time). The "threads" option overrides it.
-            con.execute("SET threads = ?", [int(self.options.get("threads", 1))])
             for batch in _prefetched(con.sql(sql).to_arrow_reader(chunk_rows)):
                 if batch.num_rows == 0:
                     continue

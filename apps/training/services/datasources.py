@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from ..datasources import Schema
@@ -51,6 +52,12 @@ def datasource_sync(*, name: str, kind: str, options: dict[str, Any], descriptio
     return datasource
 
 
-def datasource_schema_refresh(*, datasource: DataSource) -> Schema:
-    """Introspect the source now and replace its cached allow-list. Raises a DataSourceError when it cannot."""
+def datasource_schema_refresh(*, datasource: DataSource, user) -> Schema:
+    """Introspect the source now and replace its cached allow-list. Raises a DataSourceError when it cannot.
+
+    Only a user who may change data sources may make Mlab connect on demand (PermissionDenied otherwise):
+    reading the cached allow-list needs only the view permission (selectors.datasource_schema).
+    """
+    if not user.has_perm(f"{DataSource._meta.app_label}.change_datasource"):
+        raise PermissionDenied("Refreshing a data source's schema needs the permission to change data sources.")
     return schema_introspect(datasource)

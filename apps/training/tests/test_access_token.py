@@ -1,11 +1,14 @@
 """The sample node's secret access_token: it opens protected views for the query and is never kept.
 
-A warehouse may protect a table behind a view that checks a session variable (row-level access). The token
-is bound as a parameter into the session, used for the sample and preview queries, and never stored with the
-run, sent to an engine's payload, logged or shown.
+A warehouse may protect a table behind a view that checks a session variable (row-level access). The session
+gets only the token's SHA-256 (hex), bound as a parameter, in the variable mlab_access_token_sha256; the view
+compares it with a constant. The token itself never enters the data source's session, and is never stored
+with the run, sent to an engine's payload, logged or shown.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import duckdb
 import numpy as np
@@ -19,6 +22,7 @@ from apps.training.tests.runs_support import run_queued_jobs
 
 pytestmark = pytest.mark.django_db
 TOKEN = "tok-Row-Level-7f3a"
+TOKEN_SHA256 = hashlib.sha256(TOKEN.encode()).hexdigest()
 
 
 @pytest.fixture
@@ -34,8 +38,11 @@ def protected_source(tmp_path):
         [(i, float(amount[i]), "abc"[i % 3], int(returned[i])) for i in range(400)],
     )
     con.execute(
-        "CREATE VIEW orders AS SELECT * FROM orders_raw WHERE getvariable('mlab_access_token') = '" + TOKEN + "'"
+        "CREATE VIEW orders AS SELECT * FROM orders_raw "
+        f"WHERE getvariable('mlab_access_token_sha256') = '{TOKEN_SHA256}'"
     )
+    # What a hostile or careless view can read of the session: the digest, never the token.
+    con.execute("CREATE VIEW session_echo AS SELECT getvariable('mlab_access_token_sha256') AS seen")
     con.close()
     return datasource_create(name="protected", kind="duckdb", options={"path": str(path)})
 
@@ -106,3 +113,14 @@ def test_a_run_uses_the_token_once_and_keeps_it_nowhere(
     run_queued_jobs()
     relaunched = TrainingRun.objects.get(pk=retry.json()["id"])
     assert relaunched.status == TrainingRun.Status.FAILED and "rows" in relaunched.error
+
+
+def test_the_session_holds_only_the_digest_of_the_token(protected_source):
+    """A view that echoes the session variable shows the token's SHA-256, and the old plain variable is gone."""
+    from apps.training.datasources import backend_for
+
+    engine = backend_for(protected_source)
+    with engine.connect() as con:
+        engine._session(con, TOKEN)
+        seen = con.execute("SELECT seen, getvariable('mlab_access_token') FROM session_echo").fetchone()
+    assert seen == (TOKEN_SHA256, None)

@@ -17,9 +17,9 @@ SECRET = "pw-s3cret-never-shown"
 @pytest.fixture
 def guarded_source(db, mysql_warehouse, monkeypatch):
     """A MariaDB source whose password sits in the environment; the server refuses it."""
-    monkeypatch.setenv("MLAB_TEST_DS_PASSWORD", SECRET)
+    monkeypatch.setenv("MLAB_DS_TEST_PASSWORD", SECRET)
     return DataSource.objects.create(
-        name="guarded", kind="mysql", options=dict(mysql_warehouse), password_env="MLAB_TEST_DS_PASSWORD"
+        name="guarded", kind="mysql", options=dict(mysql_warehouse), password_env="MLAB_DS_TEST_PASSWORD"
     )
 
 
@@ -51,7 +51,10 @@ def test_datasource_list_shows_no_connection_details(api, duck_source, hive_sour
     assert "path" not in response.content.decode()
 
 
-def test_tables_match_introspection_and_refresh_rereads(api, duck_source):
+def test_tables_match_introspection_and_refresh_rereads(api, user, duck_source):
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="change_datasource"))  # refresh connects now
     response = api.get("/api/v1/datasources/demo/tables/")
     assert response.status_code == 200
     tables = {t["name"]: {c["name"]: c["type"] for c in t["columns"]} for t in response.json()["tables"]}

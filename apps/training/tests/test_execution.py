@@ -160,12 +160,12 @@ def test_unreachable_sources_are_clear_errors_naming_the_datasource(builtin_temp
 
 
 def test_password_comes_from_the_environment_and_a_missing_variable_says_which(monkeypatch, mysqlclient):
-    engine = MySQLBackend(name="m", options={"database": "x"}, password_env="MLAB_TEST_NO_SUCH_VAR")
-    with pytest.raises(DataSourceUnavailable, match="MLAB_TEST_NO_SUCH_VAR"):
+    engine = MySQLBackend(name="m", options={"database": "x"}, password_env="MLAB_DS_TEST_NO_SUCH_VAR")
+    with pytest.raises(DataSourceUnavailable, match="MLAB_DS_TEST_NO_SUCH_VAR"):
         engine.introspect()
-    monkeypatch.setenv("MLAB_TEST_NO_SUCH_VAR", "s3cret-value")
+    monkeypatch.setenv("MLAB_DS_TEST_NO_SUCH_VAR", "s3cret-value")
     engine = MySQLBackend(
-        name="m", options={"database": "x", "port": _closed_port()}, password_env="MLAB_TEST_NO_SUCH_VAR"
+        name="m", options={"database": "x", "port": _closed_port()}, password_env="MLAB_DS_TEST_NO_SUCH_VAR"
     )
     with pytest.raises(DataSourceUnavailable) as raised:
         engine.introspect()
@@ -200,3 +200,24 @@ def test_maxcompute_generates_hive_sql_but_does_not_execute(builtin_templates, h
     assert launch.dialect == "hive" and "`impressions`" in launch.sql
     with pytest.raises(BackendNotAvailable, match="no credentials"):
         sample_fetch(prepared=launch)
+
+
+def test_ssl_mode_required_is_checked_once_connected(mysql_warehouse):
+    """MariaDB's client library goes on without TLS under ssl_mode REQUIRED when the server offers none: the
+    back end checks the session and refuses it (or, on a server with TLS, reads over TLS)."""
+    import MySQLdb
+
+    plain = {k: v for k, v in mysql_warehouse.items() if k in ("host", "port", "user")}
+    con = MySQLdb.connect(**plain)
+    cursor = con.cursor()
+    cursor.execute("SHOW VARIABLES LIKE 'have_ssl'")
+    server_has_tls = cursor.fetchone()[1] == "YES"
+    con.close()
+    engine = MySQLBackend(name="tls", options={**mysql_warehouse, "ssl_mode": "required"})
+    if server_has_tls:
+        assert "impressions" in engine.introspect()
+    else:
+        with pytest.raises(
+            DataSourceUnavailable, match="ssl_mode is required, but the MySQL server .* did not use TLS"
+        ):
+            engine.introspect()

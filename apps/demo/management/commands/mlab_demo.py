@@ -78,7 +78,10 @@ class Command(BaseCommand):
             return self.pai(impressions=impressions)
         if impressions < 1:
             raise CommandError("--impressions must be at least 1.")
-        warehouse = demo_warehouse_sync(impressions=impressions)
+        try:
+            warehouse = demo_warehouse_sync(impressions=impressions)
+        except ValidationError as exc:  # e.g. MLAB_WAREHOUSE_PATH outside MLAB_DUCKDB_ROOTS
+            raise CommandError(" ".join(exc.messages)) from None
         state = "built" if warehouse.created else "kept"
         self.stdout.write(
             f"Demo warehouse {state}: {warehouse.path} ({warehouse.impressions:,} impressions, {warehouse.users:,} users, "
@@ -88,7 +91,8 @@ class Command(BaseCommand):
             try:
                 counts = demo_mysql_sync(url=mysql)
             except Exception as exc:  # a clear line instead of a traceback: the server is often just not there
-                raise CommandError(f"Could not load the demo warehouse into MySQL ({mysql}): {exc}") from None
+                reason = " ".join(exc.messages) if isinstance(exc, ValidationError) else exc
+                raise CommandError(f"Could not load the demo warehouse into MySQL ({mysql}): {reason}") from None
             self.stdout.write(f"MySQL copy: {counts}; data source 'demo-mysql'.")
         templates = builtin_templates_sync()
         self.stdout.write(f"Built-in templates: {', '.join(t.slug for t in templates)}")
