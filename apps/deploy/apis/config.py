@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseNotModified
 from redis.exceptions import RedisError
 
+from mlabsite.auth_throttle import client_address
 from mlabsite.locks import redis_bytes, redis_connection
 
 from ..configs import Published, config_body, config_cache_key, config_cache_parse, config_cache_set, config_memo
@@ -115,17 +116,24 @@ def published_now(name: str) -> Published:
 
 
 async def config_answer(
-    *, authorization: str | None, if_none_match: str | None, wait: str | None, name: str, run_sync=sync_to_async
+    *,
+    authorization: str | None,
+    if_none_match: str | None,
+    wait: str | None,
+    name: str,
+    address: str,
+    run_sync=sync_to_async,
 ) -> Answer:
-    """The answer to a config poll. ``run_sync`` runs database work (cache misses, user tokens)."""
+    """The answer to a config poll from the client at ``address``. ``run_sync`` runs database work (cache
+    misses, user tokens)."""
     try:
         seconds = parse_wait(wait)
         known = parse_etags(if_none_match)
         if not (seconds and known):
-            await authorize_async(authorization, name, run_sync=run_sync)
+            await authorize_async(authorization, name, address=address, run_sync=run_sync)
             published = await _published_async(name, run_sync)
             return _not_modified(published.etag) if _matches(published, known) else _ok(published)
-        return await _long_poll(authorization, name, seconds, known, run_sync)
+        return await _long_poll(authorization, address, name, seconds, known, run_sync)
     except Refused as refused:
         return _refused(refused)
 
@@ -138,14 +146,14 @@ async def _published_async(name: str, run_sync) -> Published:
     return published
 
 
-async def _long_poll(authorization, name: str, wait: float, known: set[str], run_sync) -> Answer:
+async def _long_poll(authorization, address: str, name: str, wait: float, known: set[str], run_sync) -> Answer:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     listener = config_listener()
     # Wait first, then look: a change published between the look and the wait cannot be missed.
     waiter = listener.add(name)
     try:
-        await authorize_async(authorization, name, run_sync=run_sync)
+        await authorize_async(authorization, name, address=address, run_sync=run_sync)
         published = await _published_async(name, run_sync)
         while _matches(published, known):
             remaining = deadline - loop.time()
@@ -184,6 +192,7 @@ async def config_view_async(request, name: str) -> HttpResponse:
         if_none_match=request.headers.get("If-None-Match"),
         wait=request.GET.get("wait"),
         name=name,
+        address=client_address(request.META),
     )
     return _response(answer)
 
@@ -191,20 +200,22 @@ async def config_view_async(request, name: str) -> HttpResponse:
 # --- sync (WSGI) -------------------------------------------------------------------------------------------
 
 
-def config_answer_sync(*, authorization: str | None, if_none_match: str | None, wait: str | None, name: str) -> Answer:
+def config_answer_sync(
+    *, authorization: str | None, if_none_match: str | None, wait: str | None, name: str, address: str
+) -> Answer:
     try:
         seconds = parse_wait(wait)
         known = parse_etags(if_none_match)
         if not (seconds and known):
-            authorize(authorization, name)
+            authorize(authorization, name, address=address)
             published = published_now(name)
             return _not_modified(published.etag) if _matches(published, known) else _ok(published)
-        return _long_poll_sync(authorization, name, seconds, known)
+        return _long_poll_sync(authorization, address, name, seconds, known)
     except Refused as refused:
         return _refused(refused)
 
 
-def _long_poll_sync(authorization, name: str, wait: float, known: set[str]) -> Answer:
+def _long_poll_sync(authorization, address: str, name: str, wait: float, known: set[str]) -> Answer:
     deadline = time.monotonic() + wait
     connection = redis_connection()
     channel = channel_prefix(int(connection.connection_pool.connection_kwargs.get("db", 0) or 0)) + name
@@ -216,7 +227,7 @@ def _long_poll_sync(authorization, name: str, wait: float, known: set[str]) -> A
             logger.warning("long poll without notifications (%s): re-reading the database every second", exc)
             pubsub.close()
             pubsub = None
-        authorize(authorization, name)
+        authorize(authorization, name, address=address)
         published = published_now(name)
         while _matches(published, known):
             remaining = deadline - time.monotonic()
@@ -261,5 +272,6 @@ def config_view_sync(request, name: str) -> HttpResponse:
         if_none_match=request.headers.get("If-None-Match"),
         wait=request.GET.get("wait"),
         name=name,
+        address=client_address(request.META),
     )
     return _response(answer)
