@@ -18,9 +18,8 @@ from .tokens import api_token_digest, api_token_user
 
 
 def throttled(exc: AuthThrottled) -> exceptions.Throttled:
-    return exceptions.Throttled(
-        wait=exc.retry_after, detail=f"Too many failed authentications from your address; retry in {exc.retry_after} s."
-    )
+    # DRF adds "Expected available in N seconds." and the Retry-After header.
+    return exceptions.Throttled(wait=exc.retry_after, detail="Too many failed authentications from your address.")
 
 
 class ApiTokenAuthentication(TokenAuthentication):

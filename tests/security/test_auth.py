@@ -463,3 +463,61 @@ def test_failed_client_tokens_are_throttled_on_the_config_endpoint(low_limit, wo
     answer = async_to_sync(AsyncClient().get)(path, headers={"Authorization": f"Token {good}"})
     assert answer.status_code == 429
     assert _as(api_key(business_user)).get(path).status_code == 429
+
+
+# --- unit tests of the pieces -------------------------------------------------------------------------------
+
+
+def test_a_view_that_names_no_permission_for_a_method_is_an_error_not_an_open_door():
+    """Issue 11 item 9: ModelPermissions fails closed and loud; HEAD is GET; OPTIONS and 405s pass through."""
+    from django.core.exceptions import ImproperlyConfigured
+    from rest_framework.views import APIView
+
+    from mlabsite.api_access import ModelPermissions
+
+    class Forgetful(APIView):
+        required_permissions = {"GET": ["deploy.view_scene"]}
+
+        def get(self, request): ...
+
+        def post(self, request): ...
+
+    view = Forgetful()
+    assert ModelPermissions.needed("HEAD", view) == ["deploy.view_scene"]
+    assert ModelPermissions.needed("OPTIONS", view) == ()
+    assert ModelPermissions.needed("DELETE", view) == ()  # no such handler: DRF answers 405
+    with pytest.raises(ImproperlyConfigured, match="Forgetful does not declare required_permissions for POST"):
+        ModelPermissions.needed("POST", view)
+
+
+def test_the_token_throttle_lets_requests_through_when_redis_is_down(low_limit, monkeypatch):
+    """Issue 11 item 12: a Redis outage must not lock every API client out (the lookup still refuses)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from mlabsite import auth_throttle
+
+    class Down:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise RedisConnectionError("down")
+
+            return fail
+
+    monkeypatch.setattr(auth_throttle, "redis_connection", lambda: Down())
+    auth_throttle.auth_failure_record("10.0.0.1", "ab" * 32)
+    auth_throttle.auth_failures_check("10.0.0.1")  # no exception
+
+
+def test_a_failure_window_always_expires(low_limit, redis):
+    """Issue 11 item 12: the first failure opens the window; later ones neither extend it nor leave a key
+    without expiry (which would lock an address out for ever)."""
+    from mlabsite.auth_throttle import FAILURES_PREFIX, AuthThrottled, auth_failure_record, auth_failures_check
+
+    for digest in ("a" * 64, "b" * 64, "c" * 64):
+        auth_failure_record("10.0.0.7", digest)
+        assert 0 < redis.ttl(FAILURES_PREFIX + "10.0.0.7") <= 120
+    with pytest.raises(AuthThrottled) as refused:
+        auth_failures_check("10.0.0.7")
+    assert 0 < refused.value.retry_after <= 120
+    redis.delete(FAILURES_PREFIX + "10.0.0.7")
+    auth_failures_check("10.0.0.7")  # the window closed: allowed again
