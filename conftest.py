@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from django_redis import get_redis_connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.demo.warehouse import build_demo_warehouse
 from apps.templates.services import builtin_templates_sync
 from apps.training.services import datasource_create
 from mlabsite.roles import BUSINESS_DEVELOPERS, role_group
+from mlabsite.tokens import api_token_create
 
 pytest_plugins = ["apps.training.pai.testing"]  # the pai_emulator fixture
 
@@ -41,16 +41,28 @@ def business_user(user):
     return user
 
 
+@pytest.fixture
+def other_business_user(other_user):
+    other_user.groups.add(role_group(BUSINESS_DEVELOPERS))
+    return other_user
+
+
+def api_key(user, name: str = "test") -> str:
+    """A new API token of ``user`` (``mlu_…``): the key itself, which only its issuer ever sees."""
+    return api_token_create(user=user, name=name)[1]
+
+
 def token_client(user) -> APIClient:
+    """An API client sending a new API token of ``user``; it may do what ``user``'s permissions allow."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key(user)}")
     return client
 
 
 @pytest.fixture
-def api(user) -> APIClient:
-    """An API client authenticated with alice's token."""
-    return token_client(user)
+def api(business_user) -> APIClient:
+    """An API client authenticated with a token of alice, a business developer."""
+    return token_client(business_user)
 
 
 @pytest.fixture

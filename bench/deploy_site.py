@@ -47,7 +47,6 @@ class BenchSite:
     def seed(self, *, artifacts: list[bytes], fmt: str = "onnx") -> dict:
         """A user with a token, a scene with one version per artifact, version 1 published at 100%."""
         from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
 
         from apps.deploy.services import (
             client_token_create,
@@ -56,11 +55,12 @@ class BenchSite:
             scene_create,
             scene_publish,
         )
+        from mlabsite.tokens import api_token_create
         from tests.factories import TrainingRunFactory
 
         suffix = uuid.uuid4().hex[:8]
         user = get_user_model().objects.create_user(f"bench-{suffix}", is_staff=True)
-        token = Token.objects.create(user=user).key
+        token = api_token_create(user=user, name="bench")[1]
         scene = scene_create(name=f"bench-{suffix}", user=user)
         for data in artifacts:
             run = TrainingRunFactory(owner=user, artifact_bytes=data, artifact_format=fmt)

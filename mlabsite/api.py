@@ -1,4 +1,4 @@
-"""Project-wide API conventions."""
+"""Project-wide API conventions: how refusals read. Who may call the API is ``mlabsite.api_access``."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import stat
 import subprocess
 import time
 import warnings
@@ -20,6 +21,35 @@ from pathlib import Path
 
 SOCKET_NAME = "redis.sock"
 START_TIMEOUT_SECONDS = 10.0
+
+
+PRIVATE_UMASK = 0o077
+
+
+def var_dir_private(var_dir: Path) -> Path:
+    """Make ``var_dir`` (SQLite file, Redis socket, pidfile and log, warehouse, snapshots) readable by this
+    user only: the directory 0700, and every file a Mlab process creates from now on 0600 (directories 0700),
+    by setting the process umask to 077. Files of an older install at the top of ``var_dir`` lose their group
+    and other bits too. Called by the settings, so that every process (web, workers, commands) does it first.
+    """
+    os.umask(PRIVATE_UMASK)
+    var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if var_dir.stat().st_mode & stat.S_ISVTX:
+        return var_dir  # a shared directory such as /tmp: never made private (MLAB_VAR_DIR should be Mlab's own)
+    _remove_group_and_other_bits(var_dir)
+    for entry in os.scandir(var_dir):
+        if not entry.is_dir(follow_symlinks=False) and not entry.is_symlink():
+            _remove_group_and_other_bits(Path(entry.path))
+    return var_dir
+
+
+def _remove_group_and_other_bits(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+    except OSError:
+        pass  # not ours (or gone): the directory's 0700 still keeps others out
 
 
 def _answers_ping(socket_path: Path) -> bool:
@@ -47,7 +77,7 @@ def _redis_executable() -> str:
 
 def ensure_redis(var_dir: Path) -> Path:
     """Start the embedded redis-server unless it already runs; return its unix socket path."""
-    var_dir.mkdir(parents=True, exist_ok=True)
+    var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     socket_path = var_dir / SOCKET_NAME
     if _answers_ping(socket_path):
         return socket_path
@@ -83,6 +113,7 @@ def ensure_redis(var_dir: Path) -> Path:
             check=True,
             stdin=subprocess.DEVNULL,
             env={k: v for k, v in os.environ.items() if not k.startswith("REDIS")},
+            umask=PRIVATE_UMASK,  # its pidfile and log: 0600, whatever the caller's umask
         )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not _answers_ping(socket_path):

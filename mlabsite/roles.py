@@ -39,6 +39,8 @@ ROLES: dict[str, dict[str, list[str]]] = {
             "add_clienttoken",
             "delete_clienttoken",
         ],
+        # their own API tokens (the admin shows a non-superuser only theirs)
+        "mlabsite": ["view_apitoken", "add_apitoken", "delete_apitoken"],
     },
 }
 
@@ -48,21 +50,40 @@ def roles_sync(apps=global_apps, using: str = "default") -> None:
 
     ``apps`` is a migration's historical registry or the live one. Model permissions are normally created
     after migrations finish; they are created here first if missing, so that a fresh install's migration can
-    grant them.
+    grant them. A permission of a model that a later migration adds is skipped by an earlier migration's call
+    (that later migration calls this again); any other unknown permission is an error.
     """
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
     for app_labels in ROLES.values():
         for label in app_labels:
-            _permissions_ensure(apps.get_app_config(label), apps, using)
+            if _app_has_models(apps, label):
+                _permissions_ensure(apps.get_app_config(label), apps, using)
     for role, grants in ROLES.items():
         group, _ = group_model.objects.using(using).get_or_create(name=role)
         wanted = [
             permission_model.objects.using(using).get(content_type__app_label=label, codename=codename)
             for label, codenames in grants.items()
             for codename in codenames
+            if _model_exists(apps, label, codename)
         ]
         group.permissions.set(wanted)
+
+
+def _app_has_models(apps, label: str) -> bool:
+    # A migration's registry knows an app only once its migrations have created a model.
+    try:
+        return bool(list(apps.get_app_config(label).get_models()))
+    except LookupError:
+        return False
+
+
+def _model_exists(apps, label: str, codename: str) -> bool:
+    # codenames are "<action>_<model name>"
+    model_name = codename.split("_", 1)[1]
+    if not _app_has_models(apps, label):
+        return False
+    return any(model._meta.model_name == model_name for model in apps.get_app_config(label).get_models())
 
 
 def _permissions_ensure(app_config, apps, using: str) -> None:

@@ -286,7 +286,7 @@ def test_a_restart_with_the_server_down_starts_from_the_snapshot_and_says_so(ser
     assert restarted["routes"] == expected and restarted["served"] == expected[:50]
 
 
-def test_units_stick_to_their_version_across_two_client_processes_and_the_server(server, live, tmp_path, user):
+def test_units_stick_to_their_version_across_two_client_processes_and_the_server(server, live, tmp_path, business_user):
     from conftest import token_client
 
     live.publish({1: 20, 2: 30, 3: 50})
@@ -296,7 +296,7 @@ def test_units_stick_to_their_version_across_two_client_processes_and_the_server
     assert first["routes"] == second["routes"] and set(first["routes"]) == {1, 2, 3}
     router = Router.from_config(ConfigEntry.objects.get(scene=live.scene).content)
     assert first["routes"] == [router.version_for(f"user-{i}") for i in range(3000)]
-    api = token_client(user)
+    api = token_client(business_user)
     headers = {"Authorization": api._credentials["HTTP_AUTHORIZATION"]}
     for i in range(0, 3000, 150):  # the server's predict endpoint routes the same way
         answer = requests.post(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import re
 import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
+from django.test import RequestFactory
+from rest_framework.test import APIClient
 
 from apps.templates.models import AlgorithmTemplate, TemplateNode
 from apps.training.models import TrainingRun
+from mlabsite.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -28,10 +31,17 @@ def test_demo_is_idempotent_and_prints_credentials_and_token(client, settings, t
     counts = (AlgorithmTemplate.objects.count(), TemplateNode.objects.count(), get_user_model().objects.count())
     second = _run()
     assert counts == (AlgorithmTemplate.objects.count(), TemplateNode.objects.count(), get_user_model().objects.count())
-    token = Token.objects.get(user__username="demo").key
-    assert token in first and token in second
+    # Tokens are stored as digests: each run prints a new one and revokes the one before.
+    first_key, second_key = (re.search(r"Authorization: Token (\S+)'", out)[1] for out in (first, second))
+    assert first_key != second_key and ApiToken.objects.filter(user__username="demo", name="demo").count() == 1
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {first_key}")
+    assert api.get("/api/v1/templates/").status_code == 401
+    api.credentials(HTTP_AUTHORIZATION=f"Token {second_key}")
+    assert api.get("/api/v1/templates/").status_code == 200
     assert "'demo'" in first and "'mlab-demo'" in first
-    assert client.login(username="demo", password="mlab-demo")
+    # django-axes watches password logins: authenticate() needs the request
+    assert client.login(request=RequestFactory().post("/admin/login/"), username="demo", password="mlab-demo")
     assert client.get("/admin/algo_templates/algorithmtemplate/").status_code == 200
 
 
@@ -47,7 +57,7 @@ def test_demo_builds_the_warehouse_once_and_registers_the_demo_source(settings, 
     again = io.StringIO()
     call_command("mlab_demo", "--impressions", "9000", stdout=again)
     assert "Demo warehouse kept" in again.getvalue() and DataSource.objects.count() == 1
-    assert client.login(username="demo", password="mlab-demo")
+    assert client.login(request=RequestFactory().post("/admin/login/"), username="demo", password="mlab-demo")
     page = client.get(f"/admin/training/datasource/{source.pk}/change/")
     assert page.status_code == 200 and "impressions" in page.content.decode()
 

@@ -8,7 +8,6 @@ import io
 import pytest
 import requests
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
 
 from apps.demo.loop import demo_loop
 from apps.demo.scene import DEMO_SCENE, demo_scene_sync
@@ -30,6 +29,7 @@ def _demo(*args: str) -> str:
 def test_two_versions_a_90_10_split_a_rollback_followed_and_an_idempotent_rerun(settings, tmp_path):
     settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"
     first = _demo("--impressions", "30000")
+    api_key = first.split("Authorization: Token ")[1].split("'")[0]
     versions = ModelVersion.objects.filter(scene__name=DEMO_SCENE).order_by("version")
     assert [(v.version, v.run.template.slug, v.run.status) for v in versions] == [
         (1, "binary-lr", "succeeded"),
@@ -51,7 +51,7 @@ def test_two_versions_a_90_10_split_a_rollback_followed_and_an_idempotent_rerun(
         answer = requests.post(
             f"{server.base}/api/v1/scenes/{DEMO_SCENE}/predict/",
             json={"unit_id": unit, "features": _first_row()},
-            headers={"Authorization": f"Token {Token.objects.get(user=owner).key}"},
+            headers={"Authorization": f"Token {api_key}"},
             timeout=30,
         )
     finally:

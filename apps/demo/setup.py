@@ -10,15 +10,16 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from apps.training.services import datasource_sync
 from mlabsite.roles import BUSINESS_DEVELOPERS, role_group
+from mlabsite.tokens import api_token_replace
 
 from .warehouse import build_demo_warehouse, load_demo_into_mysql
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "mlab-demo"
+DEMO_TOKEN_NAME = "demo"
 
 
 @dataclass
@@ -30,7 +31,8 @@ class DemoUser:
 
 @transaction.atomic
 def demo_user_sync() -> DemoUser:
-    """The demo business developer: staff (admin login), in the business group, with an API token."""
+    """The demo business developer: staff (admin login), in the business group, with a new API token (tokens
+    are stored as digests, so a rerun cannot show the old one: it revokes it and issues another)."""
     user_model = get_user_model()
     user, created = user_model.objects.get_or_create(username=DEMO_USERNAME, defaults={"is_staff": True})
     if created or not user.check_password(DEMO_PASSWORD):
@@ -39,8 +41,8 @@ def demo_user_sync() -> DemoUser:
     user.is_active = True
     user.save()
     user.groups.add(role_group(BUSINESS_DEVELOPERS))
-    token, _ = Token.objects.get_or_create(user=user)
-    return DemoUser(DEMO_USERNAME, DEMO_PASSWORD, token.key)
+    _, key = api_token_replace(user=user, name=DEMO_TOKEN_NAME)
+    return DemoUser(DEMO_USERNAME, DEMO_PASSWORD, key)
 
 
 DEMO_DATASOURCE = "demo"

@@ -38,6 +38,12 @@ def database(fn):
     return sync_to_async(run, thread_sensitive=False)
 
 
+def _client_host(scope) -> str:
+    """The client's address as Django's ASGI handler would put it in REMOTE_ADDR."""
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
 class LongPollRouter:
     """ASGI middleware: long polls of the config are answered here, every other request by ``app``."""
 
@@ -52,7 +58,7 @@ class LongPollRouter:
                 headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
                 wait = parse_qs(scope["query_string"].decode("latin-1")).get("wait", [""])[-1]
                 if wait and headers.get("if-none-match") and self._django_would_serve(scope, headers):
-                    await self._long_poll(match["name"], headers, wait, receive, send)
+                    await self._long_poll(match["name"], scope, headers, wait, receive, send)
                     return
         await self.app(scope, receive, send)
 
@@ -71,13 +77,14 @@ class LongPollRouter:
             return headers.get(name.removeprefix("HTTP_").replace("_", "-").lower()) == value
         return False
 
-    async def _long_poll(self, name: str, headers: dict[str, str], wait: str, receive, send) -> None:
+    async def _long_poll(self, name: str, scope, headers: dict[str, str], wait: str, receive, send) -> None:
         answering = asyncio.ensure_future(
             config_answer(
                 authorization=headers.get("authorization"),
                 if_none_match=headers.get("if-none-match"),
                 wait=wait,
                 name=name,
+                address=_client_host(scope),
                 run_sync=database,
             )
         )

@@ -66,6 +66,7 @@ class TemplateSerializer(serializers.ModelSerializer):
 
 
 class TemplateListApi(generics.ListAPIView):
+    required_permissions = {"GET": ["algo_templates.view_algorithmtemplate"]}
     serializer_class = TemplateSerializer
 
     def get_queryset(self):
@@ -86,6 +87,7 @@ class _TemplateLookupMixin(APIView):
 
 
 class TemplateDetailApi(_TemplateLookupMixin, generics.RetrieveAPIView):
+    required_permissions = {"GET": ["algo_templates.view_algorithmtemplate"]}
     serializer_class = TemplateSerializer
 
     def get_object(self):
@@ -93,6 +95,8 @@ class TemplateDetailApi(_TemplateLookupMixin, generics.RetrieveAPIView):
 
 
 class TemplateSchemaApi(_TemplateLookupMixin, APIView):
+    required_permissions = {"GET": ["algo_templates.view_algorithmtemplate"]}
+
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="JSON Schema (2020-12) of a run's parameters")
     def get(self, request, slug: str):
         template = self.get_template()
@@ -107,6 +111,8 @@ class TemplateSchemaApi(_TemplateLookupMixin, APIView):
 
 class TemplateValidateApi(_TemplateLookupMixin, APIView):
     """Validate run parameters against a template without launching anything."""
+
+    required_permissions = {"POST": ["algo_templates.view_algorithmtemplate"]}
 
     class InputSerializer(serializers.Serializer):
         params = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)

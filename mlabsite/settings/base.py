@@ -7,6 +7,7 @@ real Redis. See .env.example for every variable.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 VAR_DIR = Path(env.str("MLAB_VAR_DIR", default=str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# 0700, and everything this process creates there 0600 (umask 077): the SQLite file, Redis socket and log, ...
+embedded.var_dir_private(VAR_DIR)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 # Development-only key; production.py requires DJANGO_SECRET_KEY and has no default.
@@ -36,10 +38,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    "axes",
     "apps.artifacts.apps.ArtifactsConfig",
     "apps.templates.apps.AlgoTemplatesConfig",
     "apps.training.apps.TrainingConfig",
@@ -57,6 +59,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a lockout into the page of AXES_LOCKOUT_TEMPLATE.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mlabsite.urls"
@@ -133,6 +137,22 @@ RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "apps.training.worker.MlabWorker"}
 MLAB_WORKER_PRELOAD = ["apps.training.jobs", "apps.deploy.jobs"]
 
 # --- Auth, i18n, static -----------------------------------------------------------------------------
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Admin login lockout (django-axes): MLAB_LOGIN_FAILURE_LIMIT failed logins for one username from one address
+# lock that pair out for MLAB_LOGIN_COOLOFF_MINUTES. Attempts and lockouts are rows in the database (axes'
+# default handler): they are shared by every web process, survive a Redis flush or restart, and a superuser
+# sees and clears them in the admin (Axes › Access attempts) or with `manage.py axes_reset`.
+AXES_FAILURE_LIMIT = env.int("MLAB_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("MLAB_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_VERBOSE = False  # no banner on every command; lockouts are still logged as warnings
+AXES_LOCKOUT_CALLABLE = "mlabsite.admin.login_locked_out"  # a plain page saying for how long, 429
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -157,11 +177,13 @@ LOGIN_URL = "admin:login"
 # --- API ------------------------------------------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {
     # Token first: an anonymous API call gets 401 with "WWW-Authenticate: Token".
+    # Our tokens (stored as digests, mlabsite/tokens.py; failures throttled per address, mlabsite/auth_throttle.py).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "mlabsite.api_access.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # The admin's model permissions, named by each view (`required_permissions`); 403 names what is missing.
+    "DEFAULT_PERMISSION_CLASSES": ["mlabsite.api_access.ModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -187,9 +209,15 @@ SPECTACULAR_SETTINGS = {
     },
     "SERVE_AUTHENTICATION": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "mlabsite.api_access.ApiTokenAuthentication",
     ],
 }
+
+# Failed API token authentications: MLAB_AUTH_FAILURE_LIMIT different wrong tokens from one client address
+# within a window of MLAB_AUTH_FAILURE_WINDOW_SECONDS (opened by the first failure), then 429 with Retry-After
+# until the window closes. Counted in Redis (every web process shares the count); 0 turns the throttle off.
+MLAB_AUTH_FAILURE_LIMIT = env.int("MLAB_AUTH_FAILURE_LIMIT", default=10)
+MLAB_AUTH_FAILURE_WINDOW_SECONDS = env.int("MLAB_AUTH_FAILURE_WINDOW_SECONDS", default=600)
 
 # --- Mlab -----------------------------------------------------------------------------------------
 MLAB_WAREHOUSE_PATH = Path(env.str("MLAB_WAREHOUSE_PATH", default=str(VAR_DIR / "warehouse.duckdb")))

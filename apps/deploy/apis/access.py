@@ -9,9 +9,12 @@ from collections.abc import Awaitable, Callable, Hashable
 from asgiref.sync import sync_to_async
 from django.http import JsonResponse
 
-from ..auth import NotAuthenticated, reader_from_header
+from mlabsite.api_access import permission_refusal
+from mlabsite.auth_throttle import AuthThrottled, auth_failure_record, auth_failures_check, auth_failures_check_async
+
+from ..auth import NotAuthenticated, PermissionMissing, reader_from_header
 from ..models import Scene
-from ..selectors import NOT_CACHED, client_token_scenes, client_token_scenes_cached
+from ..selectors import client_token_scenes, client_token_scenes_cached
 from ..services.scenes import CLIENT_TOKEN_PREFIX, client_token_digest
 
 _in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, asyncio.Future]] = (
@@ -49,12 +52,29 @@ def unauthenticated(message: str) -> Refused:
     return Refused(401, message, **{"WWW-Authenticate": "Token"})
 
 
-def readable_scene(header: str | None, name: str) -> Scene:
-    """The scene, if the caller may read it: an owner (user token) or a client token of that scene."""
+def too_many_failures(exc: AuthThrottled) -> Refused:
+    detail = f"Too many failed authentications from your address; retry in {exc.retry_after} s."
+    return Refused(429, detail, **{"Retry-After": str(exc.retry_after)})
+
+
+# What a user token needs on the client-facing endpoints (client tokens are scoped to scenes instead): what the
+# admin needs to show the same things (the scene page shows the published config; versions need their own).
+CONFIG_PERMISSIONS = ["deploy.view_scene"]
+ARTIFACT_PERMISSIONS = ["deploy.view_scene", "deploy.view_modelversion"]
+
+
+def readable_scene(header: str | None, name: str, *, address: str, permissions: list[str]) -> Scene:
+    """The scene, if the caller may read it: a client token of that scene, or a user token of an owner with
+    ``permissions``."""
     try:
-        reader = reader_from_header(header)
+        reader = reader_from_header(header, address=address)
+        reader.require(permissions)
     except NotAuthenticated as exc:
         raise unauthenticated(str(exc)) from None
+    except AuthThrottled as exc:
+        raise too_many_failures(exc) from None
+    except PermissionMissing as exc:
+        raise Refused(403, permission_refusal(exc.missing)) from None
     scene = Scene.objects.filter(name=name).first()
     if reader.is_client:
         if scene is None or not reader.in_scope(scene):
@@ -84,29 +104,53 @@ def _scope_refusal(scenes: frozenset[str] | None, name: str) -> Refused | None:
     return None
 
 
-def authorize(header: str | None, name: str) -> None:
+def _client_token_scenes_counted(digest: str, address: str) -> frozenset[str] | None:
+    """``client_token_scenes``, a miss counted as a failed authentication of ``address``."""
+    scenes = client_token_scenes(digest=digest)
+    if scenes is None:
+        auth_failure_record(address, digest)
+    return scenes
+
+
+def authorize(header: str | None, name: str, *, address: str) -> None:
     """Raise Refused unless the caller may read the scene. Client tokens, the hot path of every poll, are
-    answered from the process's short-lived cache of token scopes; user tokens check ownership in the
-    database."""
+    answered from the process's short-lived cache of token scopes; only a token not known to be good there
+    asks the failed-authentication throttle (Redis) and then the database. User tokens check permissions and
+    ownership in the database."""
     key = client_key(header)
     if key is None:
-        readable_scene(header, name)
+        readable_scene(header, name, address=address, permissions=CONFIG_PERMISSIONS)
         return
-    refusal = _scope_refusal(client_token_scenes(digest=client_token_digest(key)), name)
+    digest = client_token_digest(key)
+    scenes = client_token_scenes_cached(digest)
+    if not isinstance(scenes, frozenset):  # not cached, or known to be no token
+        try:
+            auth_failures_check(address)
+        except AuthThrottled as exc:
+            raise too_many_failures(exc) from None
+        scenes = _client_token_scenes_counted(digest, address)
+    refusal = _scope_refusal(scenes, name)
     if refusal is not None:
         raise refusal
 
 
-async def authorize_async(header: str | None, name: str, *, run_sync=sync_to_async) -> None:
-    """``authorize`` for async callers; ``run_sync`` runs the database part (only on a cache miss)."""
+async def authorize_async(header: str | None, name: str, *, address: str, run_sync=sync_to_async) -> None:
+    """``authorize`` for async callers; ``run_sync`` runs the database part (only on a cache miss). The
+    throttle is asked in the event loop; lookups of one token are coalesced, as before the throttle existed."""
     key = client_key(header)
     if key is None:
-        await run_sync(readable_scene)(header, name)
+        await run_sync(readable_scene)(header, name, address=address, permissions=CONFIG_PERMISSIONS)
         return
     digest = client_token_digest(key)
     scenes = client_token_scenes_cached(digest)
-    if scenes is NOT_CACHED:
+    if not isinstance(scenes, frozenset):
+        try:
+            await auth_failures_check_async(address)
+        except AuthThrottled as exc:
+            raise too_many_failures(exc) from None
         scenes = await coalesce(("client-token", digest), lambda: run_sync(client_token_scenes)(digest=digest))
+        if scenes is None:
+            await run_sync(auth_failure_record)(address, digest)
     refusal = _scope_refusal(scenes, name)
     if refusal is not None:
         raise refusal

@@ -30,10 +30,11 @@ from apps.artifacts.storage import (
     cache_meta_matches,
 )
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
+from mlabsite.auth_throttle import client_address
 from mlabsite.locks import redis_bytes, redis_connection
 
 from ..models import ModelVersion
-from .access import Refused, readable_scene
+from .access import ARTIFACT_PERMISSIONS, Refused, readable_scene
 from .config import parse_etags
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,8 @@ logger = logging.getLogger(__name__)
 # --- GET /api/v1/scenes/{scene}/versions/{v}/artifact/ -------------------------------------------------------
 
 
-def _artifact_lookup(header: str | None, name: str, version: int) -> tuple[Artifact, list[str]]:
-    scene = readable_scene(header, name)
+def _artifact_lookup(header: str | None, address: str, name: str, version: int) -> tuple[Artifact, list[str]]:
+    scene = readable_scene(header, name, address=address, permissions=ARTIFACT_PERMISSIONS)
     model_version = ModelVersion.objects.filter(scene=scene, version=version).select_related("artifact").first()
     if model_version is None:
         raise Refused(404, f"Scene {name!r} has no version {version}.")
@@ -89,7 +90,9 @@ async def artifact_view_async(request, name: str, version: int) -> HttpResponseB
     if request.method != "GET":
         return HttpResponseNotAllowed(["GET"])
     try:
-        artifact, checksums = await sync_to_async(_artifact_lookup)(request.headers.get("Authorization"), name, version)
+        artifact, checksums = await sync_to_async(_artifact_lookup)(
+            request.headers.get("Authorization"), client_address(request.META), name, version
+        )
     except Refused as refused:
         return refused.response()
     etag = f'"{artifact.sha256}"'
@@ -159,7 +162,9 @@ def artifact_view_sync(request, name: str, version: int) -> HttpResponseBase:
     if request.method != "GET":
         return HttpResponseNotAllowed(["GET"])
     try:
-        artifact, checksums = _artifact_lookup(request.headers.get("Authorization"), name, version)
+        artifact, checksums = _artifact_lookup(
+            request.headers.get("Authorization"), client_address(request.META), name, version
+        )
     except Refused as refused:
         return refused.response()
     etag = f'"{artifact.sha256}"'

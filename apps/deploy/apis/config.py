@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseNotModified
 from redis.exceptions import RedisError
 
+from mlabsite.auth_throttle import client_address
 from mlabsite.locks import redis_bytes, redis_connection
 
 from ..configs import Published, config_body, config_cache_key, config_cache_parse, config_cache_set, config_memo
@@ -116,17 +117,24 @@ def published_now(name: str) -> Published:
 
 
 async def config_answer(
-    *, authorization: str | None, if_none_match: str | None, wait: str | None, name: str, run_sync=sync_to_async
+    *,
+    authorization: str | None,
+    if_none_match: str | None,
+    wait: str | None,
+    name: str,
+    address: str,
+    run_sync=sync_to_async,
 ) -> Answer:
-    """The answer to a config poll. ``run_sync`` runs database work (cache misses, user tokens)."""
+    """The answer to a config poll from the client at ``address``. ``run_sync`` runs database work (cache
+    misses, user tokens)."""
     try:
         seconds = parse_wait(wait)
         known = parse_etags(if_none_match)
         if not (seconds and known):
-            await authorize_async(authorization, name, run_sync=run_sync)
+            await authorize_async(authorization, name, address=address, run_sync=run_sync)
             published = await _published_async(name, run_sync)
             return _not_modified(published.etag) if _matches(published, known) else _ok(published)
-        return await _long_poll(authorization, name, seconds, known, run_sync)
+        return await _long_poll(authorization, address, name, seconds, known, run_sync)
     except Refused as refused:
         return _refused(refused)
 
@@ -139,7 +147,7 @@ async def _published_async(name: str, run_sync) -> Published:
     return published
 
 
-async def _long_poll(authorization, name: str, wait: float, known: set[str], run_sync) -> Answer:
+async def _long_poll(authorization, address: str, name: str, wait: float, known: set[str], run_sync) -> Answer:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     listener = config_listener()
@@ -147,7 +155,7 @@ async def _long_poll(authorization, name: str, wait: float, known: set[str], run
     # Wait first, then look: a change published between the look and the wait cannot be missed.
     waiter = listener.add(name, token_digest=digest)
     try:
-        await authorize_async(authorization, name, run_sync=run_sync)
+        await authorize_async(authorization, name, address=address, run_sync=run_sync)
         published = await _published_async(name, run_sync)
         while _matches(published, known):
             remaining = deadline - loop.time()
@@ -158,12 +166,12 @@ async def _long_poll(authorization, name: str, wait: float, known: set[str], run
             except TimeoutError:
                 # The last look: a notification may have been lost (Redis down); the database is the truth,
                 # for the config and for the token.
-                await _reauthorize(authorization, name, digest, run_sync)
+                await _reauthorize(authorization, address, name, digest, run_sync)
                 published = await run_sync(published_db)(name)
                 continue
             change = waiter.take()
             if change is None:  # a re-check: the listener reconnected, or this poll's token was revoked
-                await _reauthorize(authorization, name, digest, run_sync)
+                await _reauthorize(authorization, address, name, digest, run_sync)
                 published = await run_sync(published_db)(name)
             elif change.revision > published.revision:
                 published = change
@@ -172,17 +180,17 @@ async def _long_poll(authorization, name: str, wait: float, known: set[str], run
         if digest is not None and client_token_is_revoked(digest):
             raise unauthenticated("Invalid token.")
         if digest is None:
-            await authorize_async(authorization, name, run_sync=run_sync)  # user tokens: rare on long polls
+            await authorize_async(authorization, name, address=address, run_sync=run_sync)  # user tokens: rare
         return _ok(published)
     finally:
         listener.remove(name, waiter)
 
 
-async def _reauthorize(authorization, name: str, digest: str | None, run_sync) -> None:
+async def _reauthorize(authorization, address: str, name: str, digest: str | None, run_sync) -> None:
     """Authorize again from the database (the cached scope of a client token is dropped first)."""
     if digest is not None:
         client_token_forget(digest)
-    await authorize_async(authorization, name, run_sync=run_sync)
+    await authorize_async(authorization, name, address=address, run_sync=run_sync)
 
 
 def _response(answer: Answer) -> HttpResponse:
@@ -202,6 +210,7 @@ async def config_view_async(request, name: str) -> HttpResponse:
         if_none_match=request.headers.get("If-None-Match"),
         wait=request.GET.get("wait"),
         name=name,
+        address=client_address(request.META),
     )
     return _response(answer)
 
@@ -209,20 +218,22 @@ async def config_view_async(request, name: str) -> HttpResponse:
 # --- sync (WSGI) -------------------------------------------------------------------------------------------
 
 
-def config_answer_sync(*, authorization: str | None, if_none_match: str | None, wait: str | None, name: str) -> Answer:
+def config_answer_sync(
+    *, authorization: str | None, if_none_match: str | None, wait: str | None, name: str, address: str
+) -> Answer:
     try:
         seconds = parse_wait(wait)
         known = parse_etags(if_none_match)
         if not (seconds and known):
-            authorize(authorization, name)
+            authorize(authorization, name, address=address)
             published = published_now(name)
             return _not_modified(published.etag) if _matches(published, known) else _ok(published)
-        return _long_poll_sync(authorization, name, seconds, known)
+        return _long_poll_sync(authorization, address, name, seconds, known)
     except Refused as refused:
         return _refused(refused)
 
 
-def _long_poll_sync(authorization, name: str, wait: float, known: set[str]) -> Answer:
+def _long_poll_sync(authorization, address: str, name: str, wait: float, known: set[str]) -> Answer:
     deadline = time.monotonic() + wait
     connection = redis_connection()
     channel = channel_prefix(int(connection.connection_pool.connection_kwargs.get("db", 0) or 0)) + name
@@ -234,7 +245,7 @@ def _long_poll_sync(authorization, name: str, wait: float, known: set[str]) -> A
             logger.warning("long poll without notifications (%s): re-reading the database every second", exc)
             pubsub.close()
             pubsub = None
-        authorize(authorization, name)
+        authorize(authorization, name, address=address)
         published = published_now(name)
         while _matches(published, known):
             remaining = deadline - time.monotonic()
@@ -258,7 +269,7 @@ def _long_poll_sync(authorization, name: str, wait: float, known: set[str]) -> A
         digest = token_digest(authorization)
         if digest is not None:
             client_token_forget(digest)
-        authorize(authorization, name)
+        authorize(authorization, name, address=address)
         return _ok(published)
     finally:
         if pubsub is not None:
@@ -284,5 +295,6 @@ def config_view_sync(request, name: str) -> HttpResponse:
         if_none_match=request.headers.get("If-None-Match"),
         wait=request.GET.get("wait"),
         name=name,
+        address=client_address(request.META),
     )
     return _response(answer)

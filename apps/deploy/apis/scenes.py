@@ -101,6 +101,8 @@ class _SceneMixin(APIView):
 class SceneListCreateApi(generics.ListAPIView):
     """Scenes you own. POST creates one; you become an owner."""
 
+    required_permissions = {"GET": ["deploy.view_scene"], "POST": ["deploy.add_scene"]}
+
     serializer_class = SceneSerializer
 
     class SceneCreateInput(serializers.Serializer):
@@ -131,6 +133,7 @@ class SceneListCreateApi(generics.ListAPIView):
 
 
 class SceneDetailApi(_SceneMixin, generics.RetrieveAPIView):
+    required_permissions = {"GET": ["deploy.view_scene"]}
     serializer_class = SceneSerializer
 
     def get_object(self):
@@ -140,6 +143,11 @@ class SceneDetailApi(_SceneMixin, generics.RetrieveAPIView):
 class VersionListCreateApi(_SceneMixin, generics.ListAPIView):
     """The scene's versions. POST ``{"run": id}`` registers a succeeded run as the next version (201), or
     returns the version it already is (200)."""
+
+    required_permissions = {
+        "GET": ["deploy.view_scene", "deploy.view_modelversion"],
+        "POST": ["deploy.view_scene", "deploy.add_modelversion"],
+    }
 
     serializer_class = ModelVersionSerializer
 
@@ -168,6 +176,7 @@ class VersionListCreateApi(_SceneMixin, generics.ListAPIView):
 
 
 class VersionDetailApi(_SceneMixin, generics.RetrieveAPIView):
+    required_permissions = {"GET": ["deploy.view_scene", "deploy.view_modelversion"]}
     serializer_class = ModelVersionSerializer
 
     def get_object(self):
@@ -179,6 +188,11 @@ class VersionDetailApi(_SceneMixin, generics.RetrieveAPIView):
 
 class DeploymentListCreateApi(_SceneMixin, generics.ListAPIView):
     """The scene's deployments, newest first. POST creates the next revision and publishes it."""
+
+    required_permissions = {
+        "GET": ["deploy.view_scene", "deploy.view_deployment"],
+        "POST": ["deploy.view_scene", "deploy.add_deployment"],
+    }
 
     serializer_class = DeploymentSerializer
 
@@ -211,6 +225,8 @@ class DeploymentListCreateApi(_SceneMixin, generics.ListAPIView):
 class RollbackApi(_SceneMixin, APIView):
     """A new revision with the splits and overrides of an earlier one."""
 
+    required_permissions = {"POST": ["deploy.view_scene", "deploy.add_deployment"]}
+
     class RollbackInput(serializers.Serializer):
         revision = serializers.IntegerField(min_value=1)
         comment = serializers.CharField(required=False, allow_blank=True, default="")
@@ -230,6 +246,8 @@ class RollbackApi(_SceneMixin, APIView):
 class PredictApi(_SceneMixin, APIView):
     """Score one row with the version the unit is routed to under the published config (same routing as
     the client SDK). Without ``unit_id`` a random bucket is drawn."""
+
+    required_permissions = {"POST": ["deploy.view_scene", "deploy.view_modelversion"]}
 
     class PredictInput(serializers.Serializer):
         unit_id = serializers.CharField(required=False, max_length=200)

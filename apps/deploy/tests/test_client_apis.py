@@ -19,7 +19,7 @@ from apps.artifacts.models import ArtifactChunk
 from apps.artifacts.storage import artifact_cache_present
 from apps.deploy.models import ConfigEntry
 from apps.deploy.services import client_token_create, deployment_create, scene_create, scene_publish
-from conftest import token_client
+from conftest import api_key, token_client
 from mlab_client.contract import artifact_chunk_key, artifact_meta_key
 
 from .onnx_models import binary_model
@@ -70,7 +70,7 @@ def test_a_bad_wait_is_400_naming_it(api, scene, published, wait):
     assert response.status_code == 400 and "wait" in response.json()
 
 
-def test_config_scope(scene, published, user, other_user, anon_api):
+def test_config_scope(scene, published, user, other_business_user, anon_api):
     other = scene_create(name="other-scene", user=user)
     _, key_a = client_token_create(name="a", scenes=[scene], user=user)
     _, key_b = client_token_create(name="b", scenes=[other], user=user)
@@ -78,7 +78,7 @@ def test_config_scope(scene, published, user, other_user, anon_api):
     refused = as_client(key_b).get(config_url(scene))
     assert refused.status_code == 403 and "cannot read scene" in refused.json()["detail"]
     assert as_client("mlc_not-a-token").get(config_url(scene)).status_code == 401
-    assert token_client(other_user).get(config_url(scene)).status_code == 404  # bob does not own it
+    assert token_client(other_business_user).get(config_url(scene)).status_code == 404  # bob does not own it
     missing = anon_api.get(config_url(scene))
     assert missing.status_code == 401 and missing["WWW-Authenticate"] == "Token"
 
@@ -104,10 +104,8 @@ def _aget(path: str, key: str, **headers) -> tuple[int, dict, bytes]:
 
 
 @pytest.fixture
-def user_key(user):
-    from rest_framework.authtoken.models import Token
-
-    return Token.objects.get_or_create(user=user)[0].key
+def user_key(business_user):
+    return api_key(business_user)
 
 
 def test_artifact_is_streamed_with_its_sha256_as_etag(scene, versions, user_key, redis):
@@ -145,16 +143,14 @@ def test_a_corrupt_database_copy_is_refused_with_503(scene, versions, user_key, 
     assert status == 503 and b"failed its checksum" in body
 
 
-def test_artifact_scope(scene, versions, user, other_user):
+def test_artifact_scope(scene, versions, user, other_business_user):
     other = scene_create(name="other-scene", user=user)
     _, key_a = client_token_create(name="a", scenes=[scene], user=user)
     _, key_b = client_token_create(name="b", scenes=[other], user=user)
     assert _aget(artifact_url(scene, 1), key_a)[0] == 200
     assert _aget(artifact_url(scene, 1), key_b)[0] == 403
     assert _aget(artifact_url(scene, 9), key_a)[0] == 404
-    from rest_framework.authtoken.models import Token
-
-    bob = Token.objects.get_or_create(user=other_user)[0].key
+    bob = api_key(other_business_user)  # may read versions, but does not own this scene
     assert _aget(artifact_url(scene, 1), bob)[0] == 404
 
 

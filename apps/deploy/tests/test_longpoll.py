@@ -28,7 +28,7 @@ def _route(scope) -> str:
     routed = []
 
     class Door(LongPollRouter):
-        async def _long_poll(self, name, headers, wait, receive, send):
+        async def _long_poll(self, name, scope, headers, wait, receive, send):
             routed.append("door")
 
     async def django(scope, receive, send):

@@ -97,8 +97,9 @@ def test_an_artifact_that_breaks_the_contract_cannot_be_scored(api, scene, make_
     assert response.status_code == 409 and "cannot be scored here" in response.json()["detail"]
 
 
-def test_predict_needs_a_published_config_and_a_scene_you_own(api, scene, versions, other_user):
+def test_predict_needs_a_published_config_and_a_scene_you_own(api, scene, versions, other_business_user):
     response = api.post(predict_url(scene), {"features": ROW}, format="json")
     assert response.status_code == 409 and "no published deployment" in response.json()["detail"]
-    assert token_client(other_user).post(predict_url(scene), {"features": ROW}, format="json").status_code == 404
+    bob = token_client(other_business_user)
+    assert bob.post(predict_url(scene), {"features": ROW}, format="json").status_code == 404
     assert api.post(predict_url(scene), {"features": "age=3"}, format="json").json().keys() == {"features"}

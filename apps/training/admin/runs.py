@@ -107,8 +107,15 @@ class TrainingRunAdmin(admin.ModelAdmin):
             raise PermissionDenied
         return run
 
-    def relaunch_view(self, request, run_id: int):
+    def _acting_on_run_or_404(self, request, run_id: int) -> TrainingRun:
+        """A run to cancel or relaunch: acting on runs needs what launching one does (as in the API)."""
         run = self._run_or_404(request, run_id)
+        if not request.user.has_perm("training.add_trainingrun"):
+            raise PermissionDenied
+        return run
+
+    def relaunch_view(self, request, run_id: int):
+        run = self._acting_on_run_or_404(request, run_id)
         try:
             new_run = training_run_retry(run=run, user=request.user)
         except (RunParamsInvalid, ValidationError) as exc:
@@ -122,7 +129,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return launch_view(self, request, template_id)
 
     def cancel_view(self, request, run_id: int):
-        run = training_run_cancel(run=self._run_or_404(request, run_id), user=request.user)
+        run = training_run_cancel(run=self._acting_on_run_or_404(request, run_id), user=request.user)
         text = "Cancelled." if run.status == TrainingRun.Status.CANCELLED else "Cancellation requested."
         self.message_user(request, text if not run.is_finished or run.status == "cancelled" else "Already finished.")
         return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))

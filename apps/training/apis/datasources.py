@@ -33,6 +33,7 @@ class DataSourceSerializer(serializers.ModelSerializer):
 
 
 class DataSourceListApi(generics.ListAPIView):
+    required_permissions = {"GET": ["training.view_datasource"]}
     serializer_class = DataSourceSerializer
 
     def get_queryset(self):
@@ -40,6 +41,8 @@ class DataSourceListApi(generics.ListAPIView):
 
 
 class DataSourceTablesApi(APIView):
+    required_permissions = {"GET": ["training.view_datasource"]}
+
     @extend_schema(
         parameters=[
             OpenApiParameter(

@@ -48,6 +48,8 @@ def resolve_run_input(request):
 
 
 class RunPreviewApi(APIView):
+    required_permissions = {"POST": ["training.add_trainingrun"]}
+
     @extend_schema(
         request=RunInputSerializer,
         responses={

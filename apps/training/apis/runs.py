@@ -55,6 +55,7 @@ class RunDetailSerializer(RunSerializer):
 
 
 class RunListCreateApi(generics.ListAPIView):
+    required_permissions = {"GET": ["training.view_trainingrun"], "POST": ["training.add_trainingrun"]}
     serializer_class = RunSerializer
 
     def get_queryset(self):
@@ -116,6 +117,7 @@ class _RunLookup(APIView):
 
 
 class RunDetailApi(_RunLookup, generics.RetrieveAPIView):
+    required_permissions = {"GET": ["training.view_trainingrun"]}
     serializer_class = RunDetailSerializer
 
     def get_object(self):
@@ -123,6 +125,8 @@ class RunDetailApi(_RunLookup, generics.RetrieveAPIView):
 
 
 class RunCancelApi(_RunLookup, APIView):
+    required_permissions = {"POST": ["training.view_trainingrun", "training.add_trainingrun"]}
+
     @extend_schema(request=None, responses={200: RunDetailSerializer}, summary="Cancel a queued or running run")
     def post(self, request, pk: int):
         run = training_run_cancel(run=self.get_run(), user=request.user)
@@ -130,6 +134,8 @@ class RunCancelApi(_RunLookup, APIView):
 
 
 class RunRetryApi(_RunLookup, APIView):
+    required_permissions = {"POST": ["training.view_trainingrun", "training.add_trainingrun"]}
+
     @extend_schema(request=None, responses={201: RunDetailSerializer}, summary="Relaunch with the same parameters")
     def post(self, request, pk: int):
         run = training_run_retry(run=self.get_run(), user=request.user)

@@ -103,6 +103,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("\nMlab demo is ready."))
         self.stdout.write(f"  Admin:     {base_url}/admin/   user {user.username!r}, password {user.password!r}")
         self.stdout.write(f"  API:       {base_url}/api/v1/templates/   header 'Authorization: Token {user.token}'")
+        self.stdout.write(f"             (the API token of {user.username!r}, shown only now; a rerun makes a new one)")
         self.stdout.write(f"  API docs:  {base_url}/api/docs/")
         self.stdout.write(f"  Scene:     {base_url}/admin/deploy/scene/{demo.scene.pk}/change/")
         self.stdout.write(f"  Client token for {demo.scene.name!r} (shown only now; a rerun makes a new one): {token}")
