@@ -39,6 +39,7 @@ MODULES = (
     "apps/training/__init__.py",
     "apps/training/pai/__init__.py",
     "apps/training/pai/hyperparameters.py",
+    "apps/training/text_column.py",
     "mlabsite/__init__.py",
     "mlabsite/errors.py",
 )
