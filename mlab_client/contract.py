@@ -77,7 +77,7 @@ checks):
 
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 BUCKETS = 10_000
@@ -137,11 +137,12 @@ def event_day(ts: float) -> int:
     return int(ts // SECONDS_PER_DAY)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
+    """An int and not a bool (JSON true is no revision)."""
     return value.__class__ is int
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return (value.__class__ is int or value.__class__ is float) and math.isfinite(value)
 
 

@@ -259,7 +259,7 @@ def _task(meta: Mapping[str, str], session: ort.InferenceSession, sha256: str) -
             raise ArtifactError(f"{where}: a binary model needs a numeric {contract.META_THRESHOLD}") from None
     score_output = meta.get(contract.META_SCORE_OUTPUT)
     outputs = {output.name: output for output in session.get_outputs()}
-    if score_output not in outputs:
+    if score_output is None or score_output not in outputs:
         raise ArtifactError(
             f"{where}: {contract.META_SCORE_OUTPUT} {score_output!r} is not a graph output ({sorted(outputs)})"
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .contract import BUCKETS
 
@@ -44,8 +44,9 @@ def ranges_from_owners(owners: Sequence[int | None]) -> list[Range]:
     start = 0
     for index in range(1, BUCKETS + 1):
         if index == BUCKETS or owners[index] != owners[start]:
-            if owners[start] is not None:
-                ranges.append((start, index, owners[start]))
+            owner = owners[start]
+            if owner is not None:
+                ranges.append((start, index, owner))
             start = index
     return ranges
 
@@ -81,6 +82,9 @@ class Router:
     salt: str
     ranges: tuple[Range, ...]
     overrides: Mapping[str, int]
+    # Derived from salt and ranges in __post_init__: not arguments, and not part of equality or repr.
+    _owners: tuple[int | None, ...] = field(init=False, repr=False, compare=False)
+    _salted: hashlib._Hash = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, config: Mapping) -> Router:

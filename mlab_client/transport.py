@@ -271,6 +271,7 @@ class RedisArtifacts:
             for piece in self._redis.mget(keys):
                 if piece is None:
                     return None
+                assert isinstance(piece, bytes), "the client does not decode responses: Redis answers bytes"
                 buffer += piece
                 if len(buffer) > info.size:
                     raise ArtifactError(f"artifact {info.sha256[:12]} from Redis: more than {info.size} bytes")
@@ -299,9 +300,13 @@ class RedisEventStream:
 
     def send(self, batch_id: str, events_json: str, count: int, timeout: float) -> Delivery:
         # ``timeout`` cannot shorten a Redis command; the socket timeout given at construction bounds it
-        fields = {"batch": batch_id, "format": contract.EVENTS_FORMAT_VERSION, "events": events_json}
         try:
-            self._redis.xadd(self.key, fields, maxlen=self._maxlen, approximate=True)
+            self._redis.xadd(
+                self.key,
+                {"batch": batch_id, "format": contract.EVENTS_FORMAT_VERSION, "events": events_json},
+                maxlen=self._maxlen,
+                approximate=True,
+            )
         except self.errors as exc:
             return Delivery(RETRY, error=f"events: Redis: {type(exc).__name__}: {exc}")
         return Delivery(ACCEPTED)

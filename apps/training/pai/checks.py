@@ -111,7 +111,8 @@ def _algorithm_checks(settings: Any, client: PaiClient) -> list[CheckResult]:
                 "or leave MLAB_PAI_ALGORITHM_NAME empty for an inline spec.",
             )
         ]
-    versions = {v.get("AlgorithmVersion") for v in client.list_algorithm_versions(found[0]["AlgorithmId"])}
+    listed = client.list_algorithm_versions(found[0]["AlgorithmId"])
+    versions: set[str] = {v["AlgorithmVersion"] for v in listed if v.get("AlgorithmVersion") is not None}
     if job.algorithm_version not in versions:
         return [
             CheckResult(

@@ -27,6 +27,7 @@ request replayed to another host fails). Nothing here imports Django: settings c
 
 from __future__ import annotations
 
+import builtins  # in OssStore's signatures, ``list`` is its method: builtins.list is the type
 import datetime as dt
 import hashlib
 import logging
@@ -39,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
@@ -550,7 +552,7 @@ class OssStore:
             request = oss.ListObjectsV2Request(
                 bucket=bucket, prefix=key_prefix, continuation_token=token, max_keys=1000
             )
-            page = self._retrying("list", oss_uri(bucket, key_prefix), lambda r=request: self.client.list_objects_v2(r))
+            page = self._retrying("list", oss_uri(bucket, key_prefix), partial(self.client.list_objects_v2, request))
             for item in page.contents or []:
                 yield ObjectInfo(
                     key=item.key, size=int(item.size or 0), last_modified=item.last_modified, etag=item.etag or ""
@@ -568,7 +570,7 @@ class OssStore:
             lambda: self.client.delete_object(oss.DeleteObjectRequest(bucket=bucket, key=key)),
         )
 
-    def incomplete_uploads(self, prefix: str = "") -> list[tuple[str, str, dt.datetime | None]]:
+    def incomplete_uploads(self, prefix: str = "") -> builtins.list[tuple[str, str, dt.datetime | None]]:
         """(key, upload id, initiated) of every multipart upload under ``prefix`` neither completed nor aborted."""
         key_prefix = prefix or self.prefix + "/"
         found: list[tuple[str, str, dt.datetime | None]] = []
@@ -577,7 +579,7 @@ class OssStore:
             request = oss.ListMultipartUploadsRequest(
                 bucket=self.bucket, prefix=key_prefix, key_marker=key_marker, upload_id_marker=upload_marker
             )
-            page = self._retrying("list", self.uri(key_prefix), lambda r=request: self.client.list_multipart_uploads(r))
+            page = self._retrying("list", self.uri(key_prefix), partial(self.client.list_multipart_uploads, request))
             found += [(u.key, u.upload_id, u.initiated) for u in page.uploads or []]
             if not page.is_truncated:
                 return found
@@ -614,7 +616,7 @@ class OssStore:
         return CleanupReport(runs=sorted(stale, key=_run_order), objects=objects, bytes=size, aborted_uploads=aborted)
 
     # -- pai_check ---------------------------------------------------------------------------------------
-    def probe(self) -> list[ProbeStep]:
+    def probe(self) -> builtins.list[ProbeStep]:
         """Put, read back and delete one small object under ``<prefix>/probe/``; one step per permission.
         Stops at the first refusal (a later step needs the earlier one), and touches nothing else."""
         key = self.key("probe", f"mlab-check-{secrets.token_hex(8)}")

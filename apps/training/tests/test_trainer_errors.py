@@ -141,6 +141,13 @@ def test_payload_errors_name_the_node(clicks):
         train(payload, clicks)
     with pytest.raises(PayloadError, match="task"):
         train({**builtin_payload("binary-lr"), "task": "ranking"}, clicks)
+    with pytest.raises(PayloadError, match="Unknown task None"):
+        train({k: v for k, v in builtin_payload("binary-lr").items() if k != "task"}, clicks)
+    for bad_type in (None, 3, ["train.gbdt"]):  # not a key a registry could hold: a PayloadError, not a TypeError
+        payload = builtin_payload("binary-gbdt")
+        payload["nodes"][-2]["type"] = bad_type
+        with pytest.raises(PayloadError, match='must name its type, a string, in "type"'):
+            train(payload, clicks)
     with pytest.raises(PayloadError, match="train.linear_regression is for regression templates"):
         payload = builtin_payload("binary-lr")
         payload["nodes"][-2]["type"] = "train.linear_regression"

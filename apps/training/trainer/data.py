@@ -189,7 +189,7 @@ def _label(plan: LocalPlan, values: np.ndarray) -> np.ndarray:
 
 
 def features(
-    plan: LocalPlan, columns: Mapping[str, np.ndarray], *, rows: int | None = None, fitting: bool = True
+    plan: LocalPlan, columns: Mapping[str, np.ndarray | TextColumn], *, rows: int | None = None, fitting: bool = True
 ) -> PreparedSample:
     """The raw feature columns in the trainer's types, checked (``fitting``: also the rules that only matter
     for training, such as a column that is empty throughout). Raises TrainingDataError."""
@@ -228,8 +228,8 @@ def constant_features(plan: LocalPlan, prepared: PreparedSample) -> list[str]:
     for name, column in zip(plan.numeric, prepared.numeric, strict=True):
         if np.nanmin(column) == np.nanmax(column):
             names.append(name)
-    for name, column in zip(plan.categorical, prepared.categorical, strict=True):
-        present = column.codes[column.codes != NULL]
+    for name, text in zip(plan.categorical, prepared.categorical, strict=True):
+        present = text.codes[text.codes != NULL]
         if present.min() == present.max():
             names.append(name)
     return names

@@ -124,6 +124,7 @@ def build(plan: LocalPlan, fills: np.ndarray | None, vocabulary: list[list[str]]
             steps.append(("fill_missing", FillMissing(fills)))
         steps += to_float64
         if plan.scaled:
+            assert plan.scaling is not None  # scaled: a standardize node gave (with_mean, with_std)
             with_mean, with_std = plan.scaling
             steps.append(("standardize", StandardScaler(with_mean=with_mean, with_std=with_std, copy=False)))
         branches.append(("numeric", Pipeline(steps) if steps else "passthrough", list(range(k))))
@@ -158,13 +159,13 @@ def design_matrix(plan: LocalPlan, pipeline: Pipeline, prepared: PreparedSample,
             values[np.isnan(values)] = fills[j]
         matrix[:, j] = values
     offset = len(plan.numeric)
-    for column, values in zip(prepared.categorical, vocabulary, strict=True):
+    for text, values in zip(prepared.categorical, vocabulary, strict=True):
         position = {value: p for p, value in enumerate(values)}
-        lookup = np.full(len(column.values) + 1, -1, dtype=np.int64)  # code → one-hot column; slot -1: missing
-        for code, value in enumerate(column.values.tolist()):
+        lookup = np.full(len(text.values) + 1, -1, dtype=np.int64)  # code → one-hot column; slot -1: missing
+        for code, value in enumerate(text.values.tolist()):
             lookup[code] = position.get(value, -1)
         lookup[NULL] = position.get(_missing_marker(plan), -1)
-        hot = lookup[column.codes[rows]]
+        hot = lookup[text.codes[rows]]
         known = np.flatnonzero(hot >= 0)
         matrix[known, offset + hot[known]] = 1.0
         offset += len(values)

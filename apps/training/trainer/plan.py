@@ -119,7 +119,7 @@ def _node_params(node: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The node type and its parameters for the local engine: defaults filled in, each value checked
     against its declaration, PAI-only parameters left out."""
     key, type_key = node.get("key", "?"), node.get("type")
-    if type_key not in registry:
+    if not isinstance(type_key, str) or type_key not in registry:
         raise PayloadError(f"Node '{key}' has an unknown type {type_key!r}.")
     node_type = registry.get(type_key)
     given = node.get("params") or {}
@@ -148,12 +148,14 @@ def plan_from_payload(payload: Mapping[str, Any], *, threads: int | None = None)
     if not isinstance(payload, Mapping) or not isinstance(payload.get("nodes"), list):
         raise PayloadError('The payload must be an object with a "nodes" list.')
     try:
-        task = Task(payload.get("task"))
-    except ValueError:
+        task = Task(payload["task"])
+    except (KeyError, ValueError):
         raise PayloadError(f"Unknown task {payload.get('task')!r}; expected binary or regression.") from None
     nodes = payload["nodes"]
     if not all(isinstance(node, Mapping) for node in nodes):
         raise PayloadError("Each node of the payload must be an object.")
+    if not all(isinstance(node.get("type"), str) for node in nodes):
+        raise PayloadError('Each node of the payload must name its type, a string, in "type".')
     problems = chain_errors(task.value, [node.get("type") for node in nodes])
     if problems:
         raise PayloadError(" ".join(problems))
@@ -183,8 +185,9 @@ def plan_from_payload(payload: Mapping[str, Any], *, threads: int | None = None)
 
 def _finish(plan: LocalPlan) -> None:
     if plan.split is None:
-        plan.split_rows(test_ratio=_default("split", "test_ratio"), seed=_default("split", "seed"), stratify=True)
-        plan.notes.append(f"No split node: {plan.split.test_ratio:g} of the rows are held out for evaluation.")
+        test_ratio = _default("split", "test_ratio")
+        plan.split_rows(test_ratio=test_ratio, seed=_default("split", "seed"), stratify=True)
+        plan.notes.append(f"No split node: {test_ratio:g} of the rows are held out for evaluation.")
     if plan.categorical and plan.max_categories is None:
         raise PayloadError(f"Categorical features ({', '.join(plan.categorical)}) need a one-hot node in the template.")
     if plan.trees and plan.scaling is not None:

@@ -65,7 +65,8 @@ def save_sample(path: str | os.PathLike[str], sample: SampleData) -> None:
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes it private; readers run as other users
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
+            # Every array is numeric or unicode: refuse to pickle one (the format is loadable without pickle).
+            np.savez(handle, allow_pickle=False, **arrays)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -78,7 +79,7 @@ def load_sample(path: str | os.PathLike[str]) -> SampleData:
         version = int(data[_VERSION]) if _VERSION in data.files else None
         if version != FORMAT_VERSION:
             raise ValueError(f"{path} is not a sample file of format {FORMAT_VERSION}")
-        columns: dict[str, np.ndarray] = {}
+        columns: dict[str, np.ndarray | TextColumn] = {}
         for i, name in enumerate(data[_COLUMNS].tolist()):
             if f"n{i}" in data.files:
                 columns[name] = data[f"n{i}"]

@@ -50,8 +50,11 @@ ROUND_MOVE_SECONDS = 0.2
 
 
 class _Stages:
-    def __init__(self, progress: Progress | None):
-        self.progress, self.timings, self._current, self._started = progress, {}, None, 0.0
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}  # seconds spent in each stage, by stage name
+        self._current: str | None = None
+        self._started = 0.0
         self._last_percent, self._last_report = 0, 0.0
 
     def enter(self, stage: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 
@@ -109,7 +110,7 @@ def apply_fault_spec(faults: Faults, body: bytes) -> None:
             raise ValueError("expected a JSON object")
         if spec.get("clear"):
             faults.clear()
-        calls = {
+        calls: dict[str, Callable[..., None]] = {
             "fail_next": faults.fail_next,
             "delay_next": faults.delay_next,
             "create_failed": faults.create_failed,

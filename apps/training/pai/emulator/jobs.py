@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -80,6 +80,10 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@overload
+def iso(moment: dt.datetime) -> str: ...
+@overload
+def iso(moment: None) -> None: ...
 def iso(moment: dt.datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z" if moment else None
 
@@ -153,8 +157,10 @@ def validate_create_body(body: Any, workspace_id: str) -> list[str]:
     _list_of(body, "OutputChannels", ("Name", "OutputUri"), problems, required=("Name",))
     _list_of(body, "Labels", ("Key", "Value"), problems, required=("Key",))
     for key in ("InputChannels", "OutputChannels"):
-        channels = body.get(key) if isinstance(body.get(key), list) else []
-        names = [ch.get("Name") for ch in channels if isinstance(ch, dict) and isinstance(ch.get("Name"), str)]
+        channels = body.get(key)
+        if not isinstance(channels, list):
+            channels = []
+        names = [ch["Name"] for ch in channels if isinstance(ch, dict) and isinstance(ch.get("Name"), str)]
         # A channel name becomes a directory and an environment variable (PAI_INPUT_<NAME>).
         problems += [
             f"{key}: channel name {n!r} is not letters, digits and _." for n in names if not CHANNEL_RE.match(n)

@@ -325,6 +325,7 @@ class OssServer(ThreadingHTTPServer):
     @property
     def netloc(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server, bound to a host name or address
         return f"{host}:{port}"
 
 
@@ -679,7 +680,8 @@ class _OssHandler(BaseHTTPRequestHandler):
         if state.end_upload(upload.upload_id) is None:
             raise OssProblem(404, "NoSuchUpload", "The specified upload does not exist.")
         combine = crc64_combine()
-        crc, md5s, blobs, size = 0, hashlib.md5(), [], 0  # noqa: S324
+        crc, md5s, size = 0, hashlib.md5(), 0  # noqa: S324
+        blobs: list[Path] = []
         for number, _ in asked:
             part_blob, part_size, part_etag = upload.parts.pop(number)
             md5s.update(bytes.fromhex(part_etag.strip('"')))

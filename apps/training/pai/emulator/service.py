@@ -165,6 +165,7 @@ class PaiEmulator:
         if self._server is None:
             raise RuntimeError("The emulator is not started.")
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server, bound to a host name or address
         return f"http://{host}:{port}"
 
     @property
