@@ -9,13 +9,27 @@ from factory.django import DjangoModelFactory
 from apps.artifacts.storage import CHUNK_SIZE, artifact_store
 from apps.deploy.tests.onnx_models import binary_model
 from apps.templates.models import AlgorithmTemplate
-from apps.templates.services import builtin_templates_sync
+from apps.templates.services import builtin_templates_sync, template_create
 from apps.training.models import DataSource, TrainingRun
 
 
 def builtin_template(slug: str) -> AlgorithmTemplate:
     template = AlgorithmTemplate.objects.filter(slug=slug).first()
     return template or {t.slug: t for t in builtin_templates_sync()}[slug]
+
+
+MINIMAL_CHAIN = (
+    {"key": "sample", "type": "sample.sql"},
+    {"key": "train", "type": "train.gbdt"},
+    {"key": "evaluate", "type": "evaluate.binary"},
+)
+
+
+def private_template(owner, *, slug: str, name: str = "", published: bool = False) -> AlgorithmTemplate:
+    """A binary template of ``owner``'s with the shortest runnable chain (sample → train → evaluate)."""
+    return template_create(
+        slug=slug, name=name or slug, task_type="binary", owner=owner, published=published, nodes=MINIMAL_CHAIN
+    )
 
 
 class DataSourceFactory(DjangoModelFactory):

@@ -8,9 +8,8 @@ import pytest
 from django.urls import reverse
 
 from apps.deploy.services import deployment_create, model_version_register, scene_create
-from apps.templates.services import template_create
 from mlabsite.roles import BUSINESS_DEVELOPERS, role_group
-from tests.factories import TrainingRunFactory
+from tests.factories import TrainingRunFactory, private_template
 
 pytestmark = pytest.mark.django_db
 
@@ -36,17 +35,7 @@ def test_list_filters_name_only_the_users_own_scenes(client, business_user, two_
 
 
 def test_the_run_list_filters_name_only_templates_of_the_users_runs(client, business_user, other_user, two_scenes):
-    secret = template_create(
-        slug="secret-chain",
-        name="Secret chain of bob",
-        task_type="binary",
-        owner=other_user,
-        nodes=[
-            {"key": "sample", "type": "sample.sql"},
-            {"key": "train", "type": "train.gbdt"},
-            {"key": "evaluate", "type": "evaluate.binary"},
-        ],
-    )
+    secret = private_template(other_user, slug="secret-chain", name="Secret chain of bob")
     TrainingRunFactory(owner=other_user, template=secret)
     client.force_login(business_user)
     html = client.get(reverse("admin:training_trainingrun_changelist")).content.decode()

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from apps.templates.services import template_create
+from tests.factories import private_template
 
 pytestmark = pytest.mark.django_db
 
@@ -78,17 +79,7 @@ def test_list_query_count_does_not_grow_with_templates(api, builtin_templates, u
 
 
 def test_unpublished_templates_of_others_are_invisible(api, builtin_templates, other_user):
-    template_create(
-        slug="bobs",
-        name="Bob's",
-        task_type="binary",
-        owner=other_user,
-        nodes=[
-            {"key": "sample", "type": "sample.sql"},
-            {"key": "train", "type": "train.gbdt"},
-            {"key": "evaluate", "type": "evaluate.binary"},
-        ],
-    )
+    private_template(other_user, slug="bobs", name="Bob's")
     assert "bobs" not in [t["slug"] for t in api.get("/api/v1/templates/").json()["results"]]
     assert api.get("/api/v1/templates/bobs/").status_code == 404
     assert api.get("/api/v1/templates/bobs/schema/").status_code == 404

@@ -8,7 +8,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from apps.templates.services import template_create
+from tests.factories import private_template
 
 pytestmark = pytest.mark.django_db
 
@@ -72,16 +72,6 @@ def test_launch_page_validates_and_shows_the_payload_without_secrets(admin_clien
 
 
 def test_launch_page_of_an_invisible_template_is_404(client, business_user, other_user, builtin_templates):
-    hidden = template_create(
-        slug="hidden",
-        name="Hidden",
-        task_type="binary",
-        owner=other_user,
-        nodes=[
-            {"key": "sample", "type": "sample.sql"},
-            {"key": "train", "type": "train.gbdt"},
-            {"key": "evaluate", "type": "evaluate.binary"},
-        ],
-    )
+    hidden = private_template(other_user, slug="hidden")
     client.force_login(business_user)
     assert client.get(_launch_url(hidden)).status_code == 404
