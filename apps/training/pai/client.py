@@ -116,7 +116,7 @@ class PaiClient:
         if missing:
             raise PaiConfigurationError(f"PAI is not configured: set {', '.join(missing)}.")
         if getattr(settings, "MLAB_OSS_BUCKET", "") and "oss" not in options:
-            from .oss import OssStore
+            from .oss import OssStore  # the OSS SDK loads only where OSS is configured
 
             options["oss"] = OssStore.from_settings(settings, credentials=credentials)
         tuning = {

@@ -649,7 +649,7 @@ def _run_order(run: str) -> tuple[int, str]:
 
 def _crc64() -> Any:
     # The OSS SDK's CRC64-ECMA (crcmod's C extension underneath): the checksum OSS reports for each object.
-    from alibabacloud_oss_v2.crc import Crc64
+    from alibabacloud_oss_v2.crc import Crc64  # the SDK's checksum module, loaded on the first transfer only
 
     class _Update:
         def __init__(self) -> None:

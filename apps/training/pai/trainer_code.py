@@ -23,6 +23,7 @@ import hashlib
 import io
 import re
 import tarfile
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,8 +150,6 @@ def trainer_archive() -> TrainerArchive:
 def upload_trainer_code(store: Any, archive: TrainerArchive | None = None) -> TrainerCode:
     """Put the archive at ``<prefix>/code/mlab-trainer-<sha>.tar.gz`` unless it is already there (same sha256
     in its metadata); return where jobs find it. ``store`` is an :class:`~.oss.OssStore`."""
-    import tempfile
-
     archive = archive or trainer_archive()
     key = store.code_key(archive.sha256)
     with tempfile.TemporaryDirectory(prefix="mlab-trainer-code-") as directory:

@@ -50,6 +50,7 @@ from .program import (
     check_requirements,
     container_path,
     resolve_command,
+    spec_problems,
     unpack_code,
 )
 
@@ -132,8 +133,6 @@ def validate_create_body(body: Any, workspace_id: str) -> list[str]:
     ):
         problems.append("AlgorithmName is required (or an inline AlgorithmSpec).")
     if body.get("AlgorithmSpec") is not None:
-        from .program import spec_problems
-
         problems += spec_problems(body["AlgorithmSpec"])
     environments = body.get("Environments")
     if environments is not None and (

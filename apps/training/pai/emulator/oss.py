@@ -76,7 +76,7 @@ _EC = {
 
 def crc64_function() -> Any:
     """CRC64-ECMA as OSS computes it (crcmod's C extension, a dependency of the OSS SDK)."""
-    import crcmod
+    import crcmod  # loaded when the emulator's OSS first checksums an object, not when Mlab imports it
 
     return crcmod.mkCrcFun(0x142F0E1EBA9EA3693, initCrc=0, xorOut=0xFFFFFFFFFFFFFFFF, rev=True)
 

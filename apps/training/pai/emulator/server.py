@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .. import signing
 from ..client import API_VERSION
 from .faults import apply_fault_spec
-from .jobs import LABEL, LOG_PREFIX, InvalidJobBody, JobNotFound
+from .jobs import LABEL, LOG_PREFIX, InvalidJobBody, JobNotFound, iso
 
 if TYPE_CHECKING:
     from .service import PaiEmulator
@@ -424,8 +424,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _algorithm(algorithm: Any) -> dict[str, Any]:
-    from .jobs import iso
-
     return {
         "AlgorithmId": algorithm.algorithm_id,
         "AlgorithmName": algorithm.name,
@@ -439,8 +437,6 @@ def _algorithm(algorithm: Any) -> dict[str, Any]:
 
 
 def _version(algorithm: Any, version: str) -> dict[str, Any]:
-    from .jobs import iso
-
     created = iso(algorithm.versions[version][1])
     return {
         "AlgorithmId": algorithm.algorithm_id,

@@ -14,6 +14,8 @@ from typing import Any
 
 from .. import signing
 from ..client import PaiClient
+from ..credentials import StaticCredentials
+from ..oss import OssSettings, OssStore
 from .faults import Faults
 from .jobs import (
     LABEL,
@@ -191,9 +193,6 @@ class PaiEmulator:
     def oss_store(self, **overrides: Any) -> Any:
         """Mlab's :class:`~apps.training.pai.oss.OssStore` pointed at the emulator's OSS (``overrides``:
         OssSettings fields, or ``credentials``)."""
-        from ..credentials import StaticCredentials
-        from ..oss import OssSettings, OssStore
-
         credentials = overrides.pop("credentials", None) or StaticCredentials(
             self.access_key_id, self.access_key_secret
         )
