@@ -22,9 +22,13 @@ def _range_text(param: Param) -> str:
         return " | ".join(param.choices)
     if param.min is None and param.max is None:
         return ""
-    low = "—" if param.min is None else f"{param.min:g}"
-    high = "—" if param.max is None else f"{param.max:g}"
+    low = "—" if param.min is None else _bound_text(param.min)
+    high = "—" if param.max is None else _bound_text(param.max)
     return f"{'(' if param.exclusive_min else '['}{low}, {high}{')' if param.exclusive_max else ']'}"
+
+
+def _bound_text(bound: float | str) -> str:
+    return bound if isinstance(bound, str) else f"{bound:g}"  # a date, or a number
 
 
 def _flags(node: TemplateNode, param: Param) -> str:

@@ -130,7 +130,8 @@ def make_field(
         field = forms.ChoiceField(choices=blank + [(c, c) for c in param.choices], **common)
     elif t == ParamType.DATE:
         # Browsers submit <input type=date> as YYYY-MM-DD; the shared validator checks it like the API does.
-        field = forms.CharField(widget=forms.DateInput(attrs={"type": "date"}), strip=False, **common)
+        attrs = {"type": "date", "min": param.min, "max": param.max}
+        field = forms.CharField(widget=forms.DateInput(attrs=attrs), strip=False, **common)
     elif t == ParamType.COLUMNS:
         field = ColumnsField(max_length=20_000, **common)
         field.widget.attrs["placeholder"] = "column_a, column_b"
