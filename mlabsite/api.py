@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import FieldErrors
@@ -20,3 +21,12 @@ def exception_handler(exc, context):
         else:
             exc = exceptions.ValidationError({"non_field_errors": exc.messages})
     return drf_exception_handler(exc, context)
+
+
+class BodylessAction(APIView):
+    """Base of POST actions that take no body (cancel, retry): a body sent anyway is parsed like any other, so
+    that a malformed or too deep one is the same 400 here as on every other POST route."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        request.data  # noqa: B018  (parsing is the point)

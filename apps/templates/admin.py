@@ -11,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
+from mlabsite.formfields import JSON_FORMFIELD_OVERRIDES
+
 from .models import AlgorithmTemplate, TemplateNode
 from .nodes import Group, Param, registry
 from .selectors import template_list
@@ -102,6 +104,7 @@ class TemplateNodeFormSet(forms.BaseInlineFormSet):
 class TemplateNodeInline(admin.StackedInline):
     model = TemplateNode
     formset = TemplateNodeFormSet
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
     extra = 0
     fields = ["position", "key", "node_type", "overrides", "locked", "parameters"]
     readonly_fields = ["parameters"]
@@ -159,6 +162,7 @@ def launch_url(template: AlgorithmTemplate) -> str | None:
 
 @admin.register(TemplateNode)
 class TemplateNodeAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
     list_display = ["template", "position", "key", "node_type"]
     list_filter = ["node_type"]
     readonly_fields = ["parameters"]

@@ -14,6 +14,8 @@ from typing import Any
 
 from django import forms
 
+from mlabsite.formfields import JSONFormField
+
 from .models import AlgorithmTemplate
 from .nodes import ColumnAllowList, Group, Param, ParamType
 from .validation import NodeSpec, RunParamsInvalid, validate_run_params
@@ -138,7 +140,7 @@ def make_field(
     elif t in (ParamType.CONDITIONS, ParamType.JOINS):
         # Posted as JSON either way; with a data source, launch.js edits it as rows of pickers.
         attrs = {"rows": 3, "class": "mlab-json", "data-rows": t.value}
-        field = forms.JSONField(widget=forms.Textarea(attrs=attrs), **common)
+        field = JSONFormField(widget=forms.Textarea(attrs=attrs), **common)
     elif param.secret:
         field = forms.CharField(widget=forms.PasswordInput(render_value=False), strip=False, **common)
     else:  # str, column, table: passed on unchanged, so that the form and the API judge the same text

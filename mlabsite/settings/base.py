@@ -166,6 +166,12 @@ REST_FRAMEWORK: dict[str, Any] = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's three, with a nesting limit on JSON (deeper bodies are a 400; see mlabsite/jsonlimits.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "mlabsite.parsers.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "mlabsite.api.exception_handler",
 }
 if DEBUG:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from mlabsite import jsonlimits
+
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 IDENTIFIER_PATTERN = IDENTIFIER_RE.pattern
 MASK = "********"
@@ -342,9 +344,11 @@ class Param:
     @staticmethod
     def _json(text: str) -> Any:
         try:
-            return json.loads(text)
+            return jsonlimits.loads(text)
         except json.JSONDecodeError as exc:
             raise ParamError(f"Expected JSON ({exc.msg}).") from None
+        except jsonlimits.JSONTooDeep as exc:
+            raise ParamError(f"Expected JSON ({exc}).") from None
 
     # -- metadata for people and clients ----------------------------------------------------------
     def describe(self) -> dict[str, Any]:

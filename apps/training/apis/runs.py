@@ -8,6 +8,8 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mlabsite.api import BodylessAction
+
 from ..models import TrainingRun, TrainingRunEvent
 from ..selectors import training_run_events, training_run_get, training_run_list
 from ..services import training_run_cancel, training_run_create, training_run_retry
@@ -122,14 +124,14 @@ class RunDetailApi(_RunLookup, generics.RetrieveAPIView):
         return self.get_run()
 
 
-class RunCancelApi(_RunLookup, APIView):
+class RunCancelApi(_RunLookup, BodylessAction):
     @extend_schema(request=None, responses={200: RunDetailSerializer}, summary="Cancel a queued or running run")
     def post(self, request, pk: int):
         run = training_run_cancel(run=self.get_run(), user=request.user)
         return Response(RunDetailSerializer(run).data)
 
 
-class RunRetryApi(_RunLookup, APIView):
+class RunRetryApi(_RunLookup, BodylessAction):
     @extend_schema(request=None, responses={201: RunDetailSerializer}, summary="Relaunch with the same parameters")
     def post(self, request, pk: int):
         run = training_run_retry(run=self.get_run(), user=request.user)
