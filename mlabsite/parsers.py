@@ -5,10 +5,15 @@ Imported by DRF while ``rest_framework.views`` is still being defined: nothing h
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.http import HttpRequest
 from rest_framework import exceptions, parsers
 from rest_framework.utils import json as drf_json
 
 from . import jsonlimits
+
+PARSED_JSON_ATTRIBUTE = "mlab_parsed_json"
 
 
 class DepthLimitedJSONParser(parsers.JSONParser):
@@ -20,6 +25,17 @@ class DepthLimitedJSONParser(parsers.JSONParser):
         encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]
         parse_constant = drf_json.strict_constant if self.strict else None
         try:
-            return jsonlimits.loads(stream.read().decode(encoding), parse_constant=parse_constant)
+            data = jsonlimits.loads(stream.read().decode(encoding), parse_constant=parse_constant)
         except ValueError as exc:  # a syntax error, a body too deep, or bytes not in the declared charset
             raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        request = (parser_context or {}).get("request")
+        if request is not None:
+            # DRF keeps the parsed body on its own Request; error reports see only Django's.
+            setattr(getattr(request, "_request", request), PARSED_JSON_ATTRIBUTE, data)
+        return data
+
+
+def parsed_json_body(request: HttpRequest) -> Any:
+    """The JSON body the API parsed for this (Django) request, or None: what error reports look through for
+    secrets (``mlabsite.error_reports``), since the body can no longer be read once DRF has read it."""
+    return getattr(request, PARSED_JSON_ATTRIBUTE, None)

@@ -200,18 +200,25 @@ SPECTACULAR_SETTINGS = {
 # --- Mlab -----------------------------------------------------------------------------------------
 MLAB_WAREHOUSE_PATH = Path(env.str("MLAB_WAREHOUSE_PATH", default=str(VAR_DIR / "warehouse.duckdb")))
 
+# Error reports (the debug page, error e-mails) mask every secret: parameters declared secret by node metadata,
+# the PAI/OSS credentials, and what Django hides by name (mlabsite/error_reports.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mlabsite.error_reports.SecretMaskingFilter"
+DEFAULT_EXCEPTION_REPORTER = "mlabsite.error_reports.SecretMaskingReporter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"mask_secrets": {"()": "mlabsite.error_reports.SecretMaskingLogFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("MLAB_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
 # --- PAI training service (the pai engine) ----------------------------------------------------------
 # Empty endpoint or keys: the pai engine is not configured. The secret signs requests and nothing else:
-# it is never logged or shown (Django's error pages hide settings named *SECRET*).
+# it is never logged or shown (error reports mask the value of every MLAB_PAI_*/MLAB_OSS_* secret, wherever
+# it appears: mlabsite/error_reports.py).
 MLAB_PAI_ENDPOINT = env.str("MLAB_PAI_ENDPOINT", default="")
 MLAB_PAI_ACCESS_KEY_ID = env.str("MLAB_PAI_ACCESS_KEY_ID", default="")
 MLAB_PAI_ACCESS_KEY_SECRET = env.str("MLAB_PAI_ACCESS_KEY_SECRET", default="")

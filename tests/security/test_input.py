@@ -7,12 +7,19 @@ is a 400 (a form error in the admin), never a 500.
 from __future__ import annotations
 
 import re
+import sys
+from dataclasses import dataclass
+from urllib.parse import quote
 
 import pytest
 from django import forms
+from django.conf import settings as django_settings
 from django.contrib import admin
+from django.core import mail, signals
 from django.test import RequestFactory
 from django.urls import URLResolver, get_resolver, reverse
+from django.views.debug import ExceptionReporter, get_exception_reporter_class
+from rest_framework.authtoken.models import Token
 
 from apps.deploy.services import scene_create
 from apps.templates.models import TemplateNode
@@ -85,6 +92,183 @@ def test_a_filter_date_out_of_range_is_a_400_naming_the_filters(api, builtin_tem
     assert response.status_code == 400, response.content[:300]
     (message,) = response.json()["params"]["sample"]["filters"]
     assert "dates run from 1000-01-01 to 9999-12-31" in message
+
+
+# -- item 5: secrets in error reports --------------------------------------------------------------------------
+MASK = "********************"  # Django's cleansed_substitute
+SECRETS = {
+    "plain": "tok-Row-Level-7f3a91c2",
+    "awkward": "p4ss 'quoted\" & <b>é/?x=1",  # quotes, HTML, a space, non-ASCII, URL characters
+}
+PAI_SECRET = "pai-access-key-secret-5d1e"
+OSS_STS_TOKEN = "oss-sts-token-0c9b7a"  # MLAB_OSS_* settings come from other branches: matched by name pattern
+
+
+@dataclass
+class Credentials:
+    """An object whose repr shows the secret, as a client object or a dataclass of a service would."""
+
+    token: str
+
+
+class ServiceFailure(Exception):
+    pass
+
+
+@pytest.fixture
+def failing_service(monkeypatch, settings):
+    """The SQL builder raises, with the run's secret in its frame as a string, a dict, an object and a setting
+    value (and, with ``in_message``, in the exception message): what a bug deep in a service leaves behind."""
+    settings.MLAB_PAI_ACCESS_KEY_SECRET = PAI_SECRET
+    settings.MLAB_OSS_STS_TOKEN = OSS_STS_TOKEN
+    state = {"in_message": False}
+
+    def build_sample_query(cleaned, **kwargs):
+        token = cleaned["access_token"]
+        described = f"query for token={token}"
+        holder = Credentials(token)
+        signing = {"pai": django_settings.MLAB_PAI_ACCESS_KEY_SECRET, "sts": django_settings.MLAB_OSS_STS_TOKEN}
+        if state["in_message"]:
+            raise ServiceFailure(f"cannot build {described}", holder, signing)
+        raise ServiceFailure("cannot build the sample query")
+
+    monkeypatch.setattr("apps.training.launch.build_sample_query", build_sample_query)
+    return state
+
+
+@pytest.fixture
+def reports():
+    """For each request that fails, the HTML and text reports of the configured reporter class (what the debug
+    page and the error e-mails use) and of Django's stock ExceptionReporter (with the configured filter),
+    rendered while the exception is being handled: {"configured": [(html, text)…], "stock": […]}."""
+    rendered: dict[str, list[tuple[str, str]]] = {"configured": [], "stock": []}
+
+    def render(sender, request, **kwargs):
+        for kind, reporter_class in (
+            ("configured", get_exception_reporter_class(request)),
+            ("stock", ExceptionReporter),
+        ):
+            reporter = reporter_class(request, *sys.exc_info())
+            rendered[kind].append((reporter.get_traceback_html(), reporter.get_traceback_text()))
+
+    signals.got_request_exception.connect(render, dispatch_uid="test-secret-reports")
+    yield rendered
+    signals.got_request_exception.disconnect(dispatch_uid="test-secret-reports")
+
+
+def _assert_masked(text: str, secret: str) -> None:
+    for form in {secret, quote(secret), secret.replace("'", "&#x27;"), PAI_SECRET, OSS_STS_TOKEN}:
+        assert form not in text
+    for fragment in ("p4ss", "Row-Level"):  # no piece of a secret survives either
+        assert fragment not in text
+    assert MASK in text
+
+
+@pytest.mark.parametrize("secret", SECRETS.values(), ids=SECRETS.keys())
+@pytest.mark.parametrize("accept", ["text/html", "application/json"])
+def test_the_api_debug_page_masks_the_secret_parameter_everywhere(
+    api, user, builtin_templates, duck_source, failing_service, reports, settings, secret, accept
+):
+    """Issue 11 item 5: with DEBUG on, a 500 in POST /api/v1/runs/preview/ whose body carries the secret
+    access_token shows it nowhere on Django's technical 500 page (HTML or text), in the stock reporter's
+    reports, nor in the exception message, the URL or GET data; the mask shows where it was."""
+    settings.DEBUG = True
+    failing_service["in_message"] = True
+    api.raise_request_exception = False
+    body = {"template": "binary-lr", "datasource": "demo", "params": {"sample": {"access_token": secret}}}
+    response = api.post(f"/api/v1/runs/preview/?note={quote(secret)}", body, format="json", HTTP_ACCEPT=accept)
+    assert response.status_code == 500
+    page = response.content.decode()
+    assert "ServiceFailure" in page and "build_sample_query" in page  # the report is the real one
+    _assert_masked(page, secret)
+    assert Token.objects.get(user=user).key not in page  # the API token of the request, too
+    ((html, text),) = reports["configured"]
+    _assert_masked(html, secret)
+    _assert_masked(text, secret)
+
+
+@pytest.mark.parametrize("secret", SECRETS.values(), ids=SECRETS.keys())
+def test_the_filter_alone_masks_the_secret_in_django_s_stock_reports(
+    api, builtin_templates, duck_source, failing_service, reports, settings, secret
+):
+    """Issue 11 item 5: the exception reporter filter (DEFAULT_EXCEPTION_REPORTER_FILTER) masks the secret in
+    POST data, the request and every frame variable even under Django's stock ExceptionReporter. (No filter sees
+    the exception message: Mlab's reporter masks that, as the test above shows.)"""
+    settings.DEBUG = True
+    api.raise_request_exception = False
+    body = {"template": "binary-lr", "datasource": "demo", "params": {"sample": {"access_token": secret}}}
+    assert api.post("/api/v1/runs/preview/", body, format="json").status_code == 500
+    ((html, text),) = reports["stock"]
+    assert "build_sample_query" in html and "holder" in html  # the frame that held the secret is shown
+    _assert_masked(html, secret)
+    _assert_masked(text, secret)
+
+
+@pytest.mark.parametrize("secret", SECRETS.values(), ids=SECRETS.keys())
+def test_the_launch_page_debug_page_masks_the_secret_form_field(
+    client, business_user, builtin_templates, duck_source, failing_service, reports, settings, secret
+):
+    """Issue 11 item 5: a 500 on the admin Launch page, whose form field sample__access_token holds the secret,
+    shows it neither in the POST data nor in any frame of the technical 500 page or the stock reports."""
+    settings.DEBUG = True
+    client.raise_request_exception = False
+    client.force_login(business_user)
+    url = reverse("admin:training_trainingrun_launch", args=[builtin_templates["binary-lr"].pk])
+    response = client.post(url, {"datasource": "demo", "sample__access_token": secret, "_preview": "1"})
+    assert response.status_code == 500
+    page = response.content.decode()
+    assert "ServiceFailure" in page and "sample__access_token" in page
+    _assert_masked(page, secret)
+    for html, text in reports["configured"] + reports["stock"]:
+        _assert_masked(html, secret)
+        _assert_masked(text, secret)
+
+
+@pytest.mark.parametrize("secret", SECRETS.values(), ids=SECRETS.keys())
+def test_the_error_email_to_admins_masks_the_secret(
+    api, builtin_templates, duck_source, failing_service, settings, secret
+):
+    """Issue 11 item 5: with DEBUG off, the error report mailed to ADMINS (Django's logging handler) shows the
+    secret nowhere, in its text or its HTML."""
+    settings.DEBUG = False
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    failing_service["in_message"] = True
+    api.raise_request_exception = False
+    body = {"template": "binary-lr", "datasource": "demo", "params": {"sample": {"access_token": secret}}}
+    response = api.post("/api/v1/runs/", body, format="json")
+    assert response.status_code == 500
+    assert secret not in response.content.decode()
+    (email,) = mail.outbox
+    assert "ServiceFailure" in email.body
+    _assert_masked(email.subject + email.body, secret)
+
+
+def test_the_html_error_email_masks_the_secret(api, builtin_templates, duck_source, failing_service, settings):
+    """Issue 11 item 5: the HTML version of the error e-mail (AdminEmailHandler(include_html=True)) too."""
+    from django.utils.log import AdminEmailHandler
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    handler = AdminEmailHandler(include_html=True)
+    captured = []
+
+    def log(sender, request, **kwargs):
+        record = __import__("logging").LogRecord("django.request", 40, __file__, 1, "boom", (), sys.exc_info())
+        record.request = request
+        handler.emit(record)
+        captured.append(mail.outbox[-1])
+
+    signals.got_request_exception.connect(log, dispatch_uid="test-secret-html-email")
+    try:
+        api.raise_request_exception = False
+        body = {"template": "binary-lr", "datasource": "demo", "params": {"sample": {"access_token": SECRETS["plain"]}}}
+        assert api.post("/api/v1/runs/preview/", body, format="json").status_code == 500
+    finally:
+        signals.got_request_exception.disconnect(dispatch_uid="test-secret-html-email")
+    (email,) = captured
+    (html, _), *_ = email.alternatives
+    assert "ServiceFailure" in html
+    _assert_masked(html, SECRETS["plain"])
+    _assert_masked(email.body, SECRETS["plain"])
 
 
 # -- item 6: deeply nested JSON ------------------------------------------------------------------------------------
