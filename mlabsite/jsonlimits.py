@@ -4,10 +4,9 @@ Python's json module recurses once per level, so a body of ten thousand ``[`` ra
 wherever it is parsed, and a value a few hundred levels deep that does parse breaks whatever walks it next.
 No Mlab input needs more than a handful of levels (the deepest, a run's filters, is six:
 ``{"params": {node: {"filters": [{"value": [...]}]}}}``), so anything deeper than ``MAX_DEPTH`` is refused before
-it is parsed: by the API's parser (``mlabsite.parsers.DepthLimitedJSONParser``, a 400), by the forms' JSON
-fields (``mlabsite.formfields.JSONFormField``, a form error) and by the command line's ``--set``.
-
-No Django here: node metadata (which the trainer imports without Django) uses it too.
+it is parsed: by the API's parser (``mlabsite.parsers.DepthLimitedJSONParser``, a 400) and by the forms' JSON
+fields (``mlabsite.formfields.JSONFormField``, a form error). (The command line's ``--set`` goes through node
+metadata, which the trainer carries alone; it refuses JSON too deep to parse by itself.)
 """
 
 from __future__ import annotations
