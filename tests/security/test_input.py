@@ -317,7 +317,7 @@ def test_every_api_route_answers_deep_json_with_400_or_405(api, route_values, ro
 
 
 def test_the_api_routes_taking_posts_are_all_covered():
-    """The parametrized test above reaches every POST route of the API (it reads them from the URL conf)."""
+    """Issue 11 item 6: the parametrized test above reaches the POST routes of the API (read from the URL conf)."""
     routes = set(_api_routes())
     for route in ("templates/<slug:slug>/validate/", "runs/", "runs/preview/", "runs/<int:pk>/cancel/",
                   "scenes/", "scenes/<slug:name>/deployments/", "scenes/<slug:name>/predict/"):  # fmt: skip
