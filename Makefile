@@ -7,7 +7,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: run pai-demo serve test bench lint typecheck format bootstrap-run bootstrap-dev
+.PHONY: run pai-demo serve test schemathesis check-deploy bench lint typecheck format bootstrap-run bootstrap-dev
 
 run: bootstrap-run
 	$(PY) manage.py migrate --noinput
@@ -25,6 +25,15 @@ serve: bootstrap-run
 
 test: bootstrap-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+schemathesis: bootstrap-dev  # the API against its OpenAPI schema: a real server, the demo's data, no 5xx (tests/schemathesis_api.py)
+	$(PY) -m pytest tests/schemathesis_api.py $(PYTEST_ARGS)
+
+check-deploy: bootstrap-dev  # production settings pass Django's deployment checks, warnings included, with a fresh key
+	DJANGO_SETTINGS_MODULE=mlabsite.settings.production \
+	DJANGO_SECRET_KEY="$$($(PY) -c 'from django.core.management.utils import get_random_secret_key as key; print(key())')" \
+	DJANGO_ALLOWED_HOSTS="$${DJANGO_ALLOWED_HOSTS:-mlab.example.com}" \
+	$(PY) manage.py check --deploy --fail-level WARNING
 
 bench: bootstrap-dev  # every benchmark, or some: make bench BENCH="train_local dispatch"; exits 1 on a missed target
 	$(PY) -m bench $(BENCH)

@@ -29,6 +29,11 @@ urlpatterns = [
     path("django-rq/", include((superusers_only(django_rq.urls.urlpatterns), "django_rq"))),
 ]
 
+handler400 = "mlabsite.api.bad_request"
+handler403 = "mlabsite.api.permission_denied"
+handler404 = "mlabsite.api.page_not_found"
+handler500 = "mlabsite.api.server_error"
+
 admin.site.site_header = "Mlab"
 admin.site.site_title = "Mlab"
 admin.site.index_title = "Machine learning for everyone"

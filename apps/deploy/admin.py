@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 
 from apps.training.selectors import training_run_list
+from mlabsite.formfields import JSON_FORMFIELD_OVERRIDES
 
 from . import selectors, services
 from .forms import RegisterRunForm, SplitEditorForm
@@ -271,6 +272,8 @@ def register_run_url(run_id: int) -> str:
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
+
     def has_add_permission(self, request):
         return False
 

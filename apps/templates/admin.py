@@ -13,6 +13,8 @@ from django.http import HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
+from mlabsite.formfields import JSON_FORMFIELD_OVERRIDES
+
 from .models import AlgorithmTemplate, TemplateNode
 from .nodes import Group, Param, registry
 from .selectors import template_changeable_list, template_list, template_may_change
@@ -25,9 +27,13 @@ def _range_text(param: Param) -> str:
         return " | ".join(param.choices)
     if param.min is None and param.max is None:
         return ""
-    low = "—" if param.min is None else f"{param.min:g}"
-    high = "—" if param.max is None else f"{param.max:g}"
+    low = "—" if param.min is None else _bound_text(param.min)
+    high = "—" if param.max is None else _bound_text(param.max)
     return f"{'(' if param.exclusive_min else '['}{low}, {high}{')' if param.exclusive_max else ']'}"
+
+
+def _bound_text(bound: float | str) -> str:
+    return bound if isinstance(bound, str) else f"{bound:g}"  # a date, or a number
 
 
 def _flags(node: TemplateNode, param: Param) -> str:
@@ -101,6 +107,7 @@ class TemplateNodeFormSet(forms.BaseInlineFormSet):
 class TemplateNodeInline(admin.StackedInline):
     model = TemplateNode
     formset = TemplateNodeFormSet
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
     extra = 0
     fields = ["position", "key", "node_type", "overrides", "locked", "parameters"]
     readonly_fields = ["parameters"]
@@ -200,6 +207,7 @@ class TemplateNodeAdmin(admin.ModelAdmin):
     its nodes, and every change goes through the services that keep the chain runnable."""
 
     form = TemplateNodeForm
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
     list_display = ["template", "position", "key", "node_type"]
     list_filter = ["node_type"]
     readonly_fields = ["parameters"]

@@ -46,7 +46,8 @@ class TemplateNodeSerializer(serializers.ModelSerializer):
 
 
 class TemplateSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # Built-in templates have no owner.
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     nodes = TemplateNodeSerializer(many=True, read_only=True)
 
     class Meta:

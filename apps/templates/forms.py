@@ -14,6 +14,8 @@ from typing import Any
 
 from django import forms
 
+from mlabsite.formfields import JSONFormField
+
 from .models import AlgorithmTemplate
 from .nodes import ColumnAllowList, Group, Param, ParamType
 from .validation import NodeSpec, RunParamsInvalid, validate_run_params
@@ -130,14 +132,15 @@ def make_field(
         field = forms.ChoiceField(choices=blank + [(c, c) for c in param.choices], **common)
     elif t == ParamType.DATE:
         # Browsers submit <input type=date> as YYYY-MM-DD; the shared validator checks it like the API does.
-        field = forms.CharField(widget=forms.DateInput(attrs={"type": "date"}), strip=False, **common)
+        attrs = {"type": "date", "min": param.min, "max": param.max}
+        field = forms.CharField(widget=forms.DateInput(attrs=attrs), strip=False, **common)
     elif t == ParamType.COLUMNS:
         field = ColumnsField(max_length=20_000, **common)
         field.widget.attrs["placeholder"] = "column_a, column_b"
     elif t in (ParamType.CONDITIONS, ParamType.JOINS):
         # Posted as JSON either way; with a data source, launch.js edits it as rows of pickers.
         attrs = {"rows": 3, "class": "mlab-json", "data-rows": t.value}
-        field = forms.JSONField(widget=forms.Textarea(attrs=attrs), **common)
+        field = JSONFormField(widget=forms.Textarea(attrs=attrs), **common)
     elif param.secret:
         field = forms.CharField(widget=forms.PasswordInput(render_value=False), strip=False, **common)
     else:  # str, column, table: passed on unchanged, so that the form and the API judge the same text

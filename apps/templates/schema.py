@@ -61,6 +61,51 @@ def _condition_schema() -> dict[str, Any]:
     }
 
 
+def date_range_pattern(low: str, high: str) -> str:
+    """A regular expression matching the ``YYYY-MM-DD`` texts from ``low`` to ``high`` inclusive (ISO dates of
+    four-digit years sort as text in date order). Whether the day exists is ``format: date``'s business. Only
+    digits, dashes, ``\\d``, classes and groups: valid in Python and in ECMA-262 with the ``u`` flag alike."""
+    if low == high:
+        return low
+    i = next(i for i, (a, b) in enumerate(zip(low, high, strict=True)) if a != b)
+    a, b = int(low[i]), int(high[i])
+    alternatives = [f"{a}{_at_least(low[i + 1 :])}"]
+    if b - a > 1:
+        alternatives.append(f"{_digits(a + 1, b - 1)}{_any_of_shape(low[i + 1 :])}")
+    alternatives.append(f"{b}{_at_most(high[i + 1 :])}")
+    return f"{low[:i]}(?:{'|'.join(alternatives)})"
+
+
+def _at_least(text: str) -> str:
+    """Texts of ``text``'s shape (digits and dashes) sorting at or after it."""
+    if not text or text == "9" * len(text):
+        return text
+    if not text[0].isdigit():
+        return text[0] + _at_least(text[1:])
+    digit = int(text[0])
+    higher = f"|{_digits(digit + 1, 9)}{_any_of_shape(text[1:])}" if digit < 9 else ""
+    return f"(?:{digit}{_at_least(text[1:])}{higher})"
+
+
+def _at_most(text: str) -> str:
+    """Texts of ``text``'s shape sorting at or before it."""
+    if not text:
+        return ""
+    if not text[0].isdigit():
+        return text[0] + _at_most(text[1:])
+    digit = int(text[0])
+    lower = f"|{_digits(0, digit - 1)}{_any_of_shape(text[1:])}" if digit > 0 else ""
+    return f"(?:{digit}{_at_most(text[1:])}{lower})"
+
+
+def _digits(low: int, high: int) -> str:
+    return str(low) if low == high else f"[{low}-{high}]"
+
+
+def _any_of_shape(text: str) -> str:
+    return "".join(r"\d" if c.isdigit() else c for c in text)
+
+
 def _value_schema(param: Param) -> dict[str, Any]:
     t = param.type
     if t in (ParamType.INT, ParamType.FLOAT):
@@ -77,7 +122,16 @@ def _value_schema(param: Param) -> dict[str, Any]:
     if t == ParamType.CHOICE:
         return {"type": "string", "enum": list(param.choices)}
     if t == ParamType.DATE:
-        return {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+        assert isinstance(param.min, str) and isinstance(param.max, str)  # date parameters declare ISO bounds
+        return {
+            "type": "string",
+            "format": "date",
+            # JSON Schema compares no dates: the pattern states the range to every validator, and the
+            # ajv-formats keywords say it readably.
+            "pattern": f"^{date_range_pattern(param.min, param.max)}$",
+            "formatMinimum": param.min,
+            "formatMaximum": param.max,
+        }
     if t in (ParamType.COLUMN, ParamType.TABLE):
         return dict(_IDENTIFIER)
     items: dict[str, Any]

@@ -188,6 +188,12 @@ REST_FRAMEWORK: dict[str, Any] = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's three, with a nesting limit on JSON (deeper bodies are a 400; see mlabsite/jsonlimits.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "mlabsite.parsers.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "mlabsite.api.exception_handler",
 }
 if DEBUG:
@@ -240,18 +246,25 @@ MLAB_DATASOURCE_TLS_PATHS = [
     )
 ]
 
+# Error reports (the debug page, error e-mails) mask every secret: parameters declared secret by node metadata,
+# the PAI/OSS credentials, and what Django hides by name (mlabsite/error_reports.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mlabsite.error_reports.SecretMaskingFilter"
+DEFAULT_EXCEPTION_REPORTER = "mlabsite.error_reports.SecretMaskingReporter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"mask_secrets": {"()": "mlabsite.error_reports.SecretMaskingLogFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("MLAB_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
 # --- PAI training service (the pai engine) ----------------------------------------------------------
 # Empty endpoint or keys: the pai engine is not configured. The secret signs requests and nothing else:
-# it is never logged or shown (Django's error pages hide settings named *SECRET*).
+# it is never logged or shown (error reports mask the value of every MLAB_PAI_*/MLAB_OSS_* secret, wherever
+# it appears: mlabsite/error_reports.py).
 MLAB_PAI_ENDPOINT = env.str("MLAB_PAI_ENDPOINT", default="")
 MLAB_PAI_ACCESS_KEY_ID = env.str("MLAB_PAI_ACCESS_KEY_ID", default="")
 MLAB_PAI_ACCESS_KEY_SECRET = env.str("MLAB_PAI_ACCESS_KEY_SECRET", default="")

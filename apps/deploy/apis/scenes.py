@@ -41,7 +41,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     scene = serializers.SlugRelatedField(slug_field="name", read_only=True)
     run = serializers.PrimaryKeyRelatedField(read_only=True)
     template = serializers.SlugRelatedField(source="run.template", slug_field="slug", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # Null when made without a user, or once that account is deleted (SET_NULL).
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     artifact_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -67,7 +68,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 class DeploymentSerializer(serializers.ModelSerializer):
     scene = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)  # as created_by
     published = serializers.BooleanField(read_only=True, default=False)
 
     class Meta:
@@ -106,7 +107,7 @@ class SceneListCreateApi(generics.ListAPIView):
     serializer_class = SceneSerializer
 
     class SceneCreateInput(serializers.Serializer):
-        name = serializers.CharField(max_length=64)
+        name = serializers.SlugField(max_length=64)  # as Scene.name: the schema states the pattern
         description = serializers.CharField(required=False, allow_blank=True, default="")
         owners = serializers.ListField(child=serializers.CharField(), required=False, default=list)
 

@@ -74,6 +74,13 @@ MAX_CONDITIONS = 50
 MAX_LIST_VALUES = 1000
 MAX_STR_LENGTH = 1000
 
+# The dates every door can hand to every back end. MySQL and MariaDB document DATE and DATETIME for 1000-01-01
+# to 9999-12-31 (MariaDB turns a later literal into NULL, silently emptying a sample); Python's dates end on the
+# same day, as do Hive's, Spark's and MaxCompute's; DuckDB's range is far wider. A date parameter's declared
+# bounds (``Param.min`` / ``Param.max``) lie within these.
+DATE_MIN = "1000-01-01"
+DATE_MAX = "9999-12-31"
+
 
 class ParamError(ValueError):
     """A value does not satisfy its parameter's declaration. The message never quotes a secret."""
@@ -102,6 +109,17 @@ def _scalar(value: Any) -> str | int | float | bool:
     raise ParamError("Values must be a string, a number or a boolean.")
 
 
+def _is_iso_date(text: str) -> bool:
+    """``YYYY-MM-DD``, and a day of the calendar."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _identifier(value: Any, what: str) -> str:
     if not isinstance(value, str) or not IDENTIFIER_RE.match(value):
         raise ParamError(
@@ -120,8 +138,8 @@ class Param:
     label: str = ""
     default: Any = None  # None: no default
     required: bool = False
-    min: float | None = None
-    max: float | None = None
+    min: float | str | None = None  # a date parameter's bounds are ISO dates, DATE_MIN and DATE_MAX by default
+    max: float | str | None = None
     exclusive_min: bool = False
     exclusive_max: bool = False
     choices: tuple[str, ...] = ()
@@ -138,8 +156,21 @@ class Param:
             object.__setattr__(self, "label", self.name.replace("_", " ").capitalize())
         if self.type == ParamType.CHOICE and not self.choices:
             raise TypeError(f"choice parameter {self.name} declares no choices")
+        if self.type == ParamType.DATE:
+            self._declare_date_bounds()
+        elif isinstance(self.min, str) or isinstance(self.max, str):
+            raise TypeError(f"parameter {self.name}: only date parameters have dates as bounds")
         if self.default is not None:
             self.validate(self.default)  # a declaration with an invalid default is a programming error
+
+    def _declare_date_bounds(self) -> None:
+        low, high = self.min or DATE_MIN, self.max or DATE_MAX
+        if not all(isinstance(b, str) and _is_iso_date(b) and DATE_MIN <= b <= DATE_MAX for b in (low, high)):
+            raise TypeError(f"date parameter {self.name}: bounds are dates from {DATE_MIN} to {DATE_MAX}")
+        if str(low) > str(high):
+            raise TypeError(f"date parameter {self.name}: min is after max")
+        object.__setattr__(self, "min", low)
+        object.__setattr__(self, "max", high)
 
     @property
     def in_payload(self) -> bool:
@@ -177,16 +208,19 @@ class Param:
         return value
 
     def _check_bounds(self, value: float) -> None:
-        if self.min is not None:
-            if self.exclusive_min and value <= self.min:
-                raise ParamError(f"Must be greater than {self.min:g}.")
-            if not self.exclusive_min and value < self.min:
-                raise ParamError(f"Must be at least {self.min:g}.")
-        if self.max is not None:
-            if self.exclusive_max and value >= self.max:
-                raise ParamError(f"Must be less than {self.max:g}.")
-            if not self.exclusive_max and value > self.max:
-                raise ParamError(f"Must be at most {self.max:g}.")
+        low, high = self.min, self.max
+        # Numeric parameters have numeric bounds (__post_init__ refuses dates on them).
+        assert not isinstance(low, str) and not isinstance(high, str)
+        if low is not None:
+            if self.exclusive_min and value <= low:
+                raise ParamError(f"Must be greater than {low:g}.")
+            if not self.exclusive_min and value < low:
+                raise ParamError(f"Must be at least {low:g}.")
+        if high is not None:
+            if self.exclusive_max and value >= high:
+                raise ParamError(f"Must be less than {high:g}.")
+            if not self.exclusive_max and value > high:
+                raise ParamError(f"Must be at most {high:g}.")
 
     def _validate_str(self, value: Any) -> str:
         if not isinstance(value, str):
@@ -206,12 +240,12 @@ class Param:
         return value
 
     def _validate_date(self, value: Any) -> str:
-        if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        if not isinstance(value, str) or not _is_iso_date(value):
             raise ParamError("Expected a date as YYYY-MM-DD.")
-        try:
-            datetime.date.fromisoformat(value)
-        except ValueError:
-            raise ParamError("Expected a date as YYYY-MM-DD.") from None
+        # ISO dates of four-digit years compare as text in date order; the bounds were set by __post_init__.
+        assert isinstance(self.min, str) and isinstance(self.max, str)
+        if not self.min <= value <= self.max:
+            raise ParamError(f"Must be a date from {self.min} to {self.max}.")
         return value
 
     def _validate_column(self, value: Any) -> str:
@@ -311,6 +345,10 @@ class Param:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ParamError(f"Expected JSON ({exc.msg}).") from None
+        except RecursionError:
+            # Thousands of levels. Node metadata travels with the trainer, alone: it uses no site module (such
+            # as mlabsite.jsonlimits) to count them first. Validation refuses whatever shallower nesting parses.
+            raise ParamError("Expected JSON (nested too deep).") from None
 
     # -- metadata for people and clients ----------------------------------------------------------
     def describe(self) -> dict[str, Any]:

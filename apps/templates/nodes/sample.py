@@ -7,9 +7,11 @@ validation context's ``allowlist``) when the run names a data source.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from .base import (
+    DATE_MAX,
     Group,
     NodeKind,
     NodeType,
@@ -105,7 +107,14 @@ class SqlSample(NodeType):
             help="Rows of column / operator / value; all must hold.",
         ),
         Param("date_from", T.DATE, "From date", help="First day of the window, inclusive."),
-        Param("date_to", T.DATE, "To date", help="Last day of the window, inclusive."),
+        Param(
+            "date_to",
+            T.DATE,
+            "To date",
+            # On date and timestamp columns the window reads up to the day after date_to, which must be a date too.
+            max=(datetime.date.fromisoformat(DATE_MAX) - datetime.timedelta(days=1)).isoformat(),
+            help="Last day of the window, inclusive.",
+        ),
         Param(
             "negative_ratio",
             T.FLOAT,

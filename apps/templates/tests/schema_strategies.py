@@ -3,11 +3,12 @@ not from the node declarations the validator uses.
 
 Supports the keywords the template schemas use: type (one or a list), enum, minimum / maximum and their
 exclusive forms, pattern, maxLength, items, minItems, maxItems, uniqueItems, properties, required,
-additionalProperties: false, oneOf.
+additionalProperties: false, oneOf, and format: date with formatMinimum / formatMaximum.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import Any
 
@@ -50,7 +51,8 @@ def _of_type(schema: dict[str, Any], type_name: str) -> st.SearchStrategy:
         if "pattern" in schema and schema["pattern"].startswith("^[A-Za-z_]"):
             return _identifier()
         if schema.get("format") == "date":
-            return st.dates().map(lambda d: d.isoformat()).filter(lambda s: len(s) == 10)
+            low, high = (datetime.date.fromisoformat(schema[k]) for k in ("formatMinimum", "formatMaximum"))
+            return st.dates(min_value=low, max_value=high).map(lambda d: d.isoformat())
         return st.text(max_size=min(schema.get("maxLength", 40), 40))
     if type_name == "array":
         items = from_schema(schema.get("items", {}))
@@ -95,7 +97,10 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy:
 
 
 def out_of_bounds(schema: dict[str, Any]) -> st.SearchStrategy | None:
-    """Numbers just outside a numeric parameter's bounds, or None when it has none."""
+    """Numbers just outside a numeric parameter's bounds, dates outside a date parameter's, or None when it has
+    none."""
+    if schema.get("format") == "date":
+        return _dates_outside(schema["formatMinimum"], schema["formatMaximum"])
     types = schema.get("type") if isinstance(schema.get("type"), list) else [schema.get("type")]
     integer = "integer" in types
     if not ({"integer", "number"} & set(types)):
@@ -113,6 +118,19 @@ def out_of_bounds(schema: dict[str, Any]) -> st.SearchStrategy | None:
     if "exclusiveMaximum" in schema:
         options.append(st.just(schema["exclusiveMaximum"] if not integer else math.ceil(schema["exclusiveMaximum"])))
     return st.one_of(*options) if options else None
+
+
+def _dates_outside(low: str, high: str) -> st.SearchStrategy:
+    """Calendar days (as YYYY-MM-DD) before ``low`` or after ``high``, the days next to them first."""
+    options = []
+    first, last = datetime.date.fromisoformat(low), datetime.date.fromisoformat(high)
+    if first > datetime.date.min:
+        before = first - datetime.timedelta(days=1)
+        options += [st.just(before), st.dates(max_value=before)]
+    if last < datetime.date.max:
+        after = last + datetime.timedelta(days=1)
+        options += [st.just(after), st.dates(min_value=after)]
+    return st.one_of(*options).map(lambda d: d.isoformat())
 
 
 def _below(bound: float, integer: bool) -> st.SearchStrategy:

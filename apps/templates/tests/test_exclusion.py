@@ -82,3 +82,22 @@ def test_templates_cannot_preset_or_lock_a_secret(builtin_templates):
     node.overrides = {**node.overrides, "access_token": SECRET}
     with pytest.raises(ValidationError, match="secret parameters cannot be preset"):
         node.full_clean()
+
+
+def test_error_reports_find_the_secret_parameters_by_their_declaration():
+    """The values of parameters declared secret=True (and only those) are found in Launch form fields, form
+    posts to the API and JSON bodies, for error reports to mask (apps/templates/error_reports.py)."""
+    from django.test import RequestFactory
+
+    from apps.templates.error_reports import request_secret_values, secret_param_names
+    from mlabsite.parsers import PARSED_JSON_ATTRIBUTE
+
+    assert secret_param_names() == {"access_token"}
+    form = RequestFactory().post(
+        "/", {"sample__access_token": "from-the-form", "params.sample.access_token": "from-a-form-post",
+              "sample__table": "not-secret", "access_token": "no-node"},
+    )  # fmt: skip
+    assert set(request_secret_values(form)) == {"from-the-form", "from-a-form-post"}
+    api = RequestFactory().post("/", {}, content_type="application/json")
+    setattr(api, PARSED_JSON_ATTRIBUTE, {"params": {"any_node": {"access_token": ["a", 42], "label": "x"}}})
+    assert set(request_secret_values(api)) == {"a", "42"}

@@ -16,7 +16,7 @@ from apps.templates.nodes import (
     ValidationContext,
     registry,
 )
-from apps.templates.nodes.base import Registry
+from apps.templates.nodes.base import DATE_MAX, DATE_MIN, Registry
 
 T = ParamType
 
@@ -112,6 +112,9 @@ def test_valid_values_come_back_canonical(param, value, expected):
         (Param("c", T.CHOICE, choices=("a", "b")), "z", "one of: a, b"),
         (Param("d", T.DATE), "2026-02-30", "YYYY-MM-DD"),
         (Param("d", T.DATE), "20260201", "YYYY-MM-DD"),
+        (Param("d", T.DATE), "0999-12-31", "from 1000-01-01 to 9999-12-31"),
+        (Param("d", T.DATE, max="9999-12-30"), "9999-12-31", "from 1000-01-01 to 9999-12-30"),
+        (Param("d", T.DATE, min="2026-01-01"), "2025-12-31", "from 2026-01-01"),
         (Param("col", T.COLUMN), "user_id; DROP TABLE users", "letters, digits"),
         (Param("col", T.COLUMN), "uѕer_id", "letters, digits"),  # Cyrillic 's'
         (Param("col", T.COLUMN), "1abc", "letters, digits"),
@@ -134,6 +137,30 @@ def test_invalid_values_say_why(param, value, message):
 def test_a_declaration_with_an_invalid_default_is_refused():
     with pytest.raises(ParamError):
         Param("n", T.INT, default=0, min=1)
+
+
+def test_a_date_parameter_is_bounded_by_the_dates_every_back_end_handles():
+    param = Param("d", T.DATE)
+    assert (param.min, param.max) == (DATE_MIN, DATE_MAX) == ("1000-01-01", "9999-12-31")
+    assert param.describe()["min"] == DATE_MIN and param.describe()["max"] == DATE_MAX
+    assert param.validate(DATE_MIN) == DATE_MIN and param.validate(DATE_MAX) == DATE_MAX
+    window_end = registry.get("sample.sql").param_map["date_to"]
+    assert window_end.max == "9999-12-30"  # its next day must still be a date
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        {"type": T.DATE, "min": "0999-12-31"},
+        {"type": T.DATE, "max": "10000-01-01"},
+        {"type": T.DATE, "max": "2026-02-30"},
+        {"type": T.DATE, "min": "2026-02-01", "max": "2026-01-01"},
+        {"type": T.INT, "min": "2026-01-01"},
+    ],
+)
+def test_date_bounds_outside_the_supported_range_or_on_other_types_are_refused(declaration):
+    with pytest.raises(TypeError):
+        Param("d", **declaration)
 
 
 @pytest.mark.parametrize(

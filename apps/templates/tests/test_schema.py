@@ -6,6 +6,7 @@ tests fail when the schema and the validator drift apart.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.templates.builtins import BUILTIN_TEMPLATES
-from apps.templates.schema import template_json_schema
+from apps.templates.schema import date_range_pattern, template_json_schema
 from apps.templates.tests.schema_strategies import from_schema, out_of_bounds
 from apps.templates.validation import RunParamsInvalid, template_specs, validate_run_params
 
@@ -162,3 +163,14 @@ def test_unknown_nodes_and_parameters_are_refused_by_both(builtin_templates):
         assert not schema_valid(schema, params)
         with pytest.raises(RunParamsInvalid):
             validate_run_params(template, params)
+
+
+@settings(max_examples=300, deadline=None)
+@given(bounds=st.lists(st.dates(), min_size=2, max_size=2).map(sorted), day=st.dates())
+def test_the_date_range_pattern_matches_exactly_the_days_within_its_bounds(bounds, day):
+    low, high = (d.isoformat() for d in bounds)
+    pattern = date_range_pattern(low, high)
+    assert set(pattern) <= set("0123456789-\\d[]()?:|")  # valid in ECMA-262 with the u flag as in Python
+    for candidate in (day, bounds[0], bounds[1]):
+        text = candidate.isoformat()
+        assert bool(re.fullmatch(pattern, text)) == (low <= text <= high), (low, high, text)

@@ -8,6 +8,8 @@ from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from mlabsite.formfields import JSON_FORMFIELD_OVERRIDES
+
 from ..datasources import DataSourceError, column_kind
 from ..models import DataSource
 from ..selectors import datasource_schema
@@ -40,6 +42,7 @@ def schema_html(schema) -> str:
 
 @admin.register(DataSource)
 class DataSourceAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
     list_display = ["name", "kind", "description"]
     list_filter = ["kind"]
     search_fields = ["name", "description"]

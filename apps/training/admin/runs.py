@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from apps.templates.validation import RunParamsInvalid
+from mlabsite.formfields import JSON_FORMFIELD_OVERRIDES
 
 from .. import charts
 from ..models import TrainingRun
@@ -36,6 +37,7 @@ def _metric(run: TrainingRun, name: str) -> str:
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
     list_display = ["id", "template", "status_badge", "stage", "progress_bar", "engine", "owner", "auc", "r2",
                     "duration", "created_at"]  # fmt: skip
     # Templates and sources of the runs the user sees only: no names of others' private templates.

@@ -8,6 +8,8 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mlabsite.api import BodylessAction
+
 from ..models import TrainingRun, TrainingRunEvent
 from ..selectors import training_run_events, training_run_get, training_run_list
 from ..services import training_run_cancel, training_run_create, training_run_retry
@@ -124,7 +126,7 @@ class RunDetailApi(_RunLookup, generics.RetrieveAPIView):
         return self.get_run()
 
 
-class RunCancelApi(_RunLookup, APIView):
+class RunCancelApi(_RunLookup, BodylessAction):
     required_permissions = {"POST": ["training.view_trainingrun", "training.add_trainingrun"]}
 
     @extend_schema(request=None, responses={200: RunDetailSerializer}, summary="Cancel a queued or running run")
@@ -133,7 +135,7 @@ class RunCancelApi(_RunLookup, APIView):
         return Response(RunDetailSerializer(run).data)
 
 
-class RunRetryApi(_RunLookup, APIView):
+class RunRetryApi(_RunLookup, BodylessAction):
     required_permissions = {"POST": ["training.view_trainingrun", "training.add_trainingrun"]}
 
     @extend_schema(request=None, responses={201: RunDetailSerializer}, summary="Relaunch with the same parameters")

@@ -11,6 +11,7 @@ from typing import Any
 from sqlglot import exp
 
 from apps.templates.nodes import NodeValidationError
+from apps.templates.nodes.base import DATE_MAX, DATE_MIN
 from apps.training.datasources.types import BOOLEAN, DATE, NUMBER, TEXT, TIMESTAMP, column_kind
 
 Columns = Mapping[str, Mapping[str, str]]  # table → {column: type}
@@ -233,16 +234,28 @@ def escape_like(text: str) -> str:
 def _iso_date(value: Any, column: str) -> str:
     if isinstance(value, str) and len(value) == 10:
         try:
-            return datetime.date.fromisoformat(value).isoformat()
+            text = datetime.date.fromisoformat(value).isoformat()
         except ValueError:
             pass
+        else:
+            return _in_date_range(text, text, column)
     raise ValueError(f"{column} holds dates; give the value as YYYY-MM-DD.")
 
 
 def _iso_timestamp(value: Any, column: str) -> str:
     if isinstance(value, str) and 10 <= len(value) <= 26:
         try:
-            return datetime.datetime.fromisoformat(value).replace(tzinfo=None).isoformat(sep=" ")
+            text = datetime.datetime.fromisoformat(value).replace(tzinfo=None).isoformat(sep=" ")
         except ValueError:
             pass
+        else:
+            return _in_date_range(text, text[:10], column)
     raise ValueError(f"{column} holds date-times; give the value as YYYY-MM-DD or YYYY-MM-DD HH:MM:SS.")
+
+
+def _in_date_range(text: str, iso_date: str, column: str) -> str:
+    """``text`` when its day is one every back end handles, as the date parameters declare them
+    (``apps.templates.nodes.base.DATE_MIN`` / ``DATE_MAX``)."""
+    if not DATE_MIN <= iso_date <= DATE_MAX:
+        raise ValueError(f"{column}: dates run from {DATE_MIN} to {DATE_MAX}; {iso_date} is outside.")
+    return text

@@ -10,6 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from apps.templates.builtins import DEMO_SAMPLE
+from apps.templates.nodes.base import DATE_MIN
 from apps.training.datasources import (
     BackendNotAvailable,
     DataSourceUnavailable,
@@ -70,6 +71,16 @@ def test_mariadb_and_duckdb_agree_on_rows_and_label_rates(builtin_templates, duc
     regression = builtin_templates["regression-linear"]
     duck_items, maria_items = fetch(regression, duck_source), fetch(regression, mysql_source)
     assert len(duck_items) == len(maria_items) and np.sum(duck_items.label) == pytest.approx(np.sum(maria_items.label))
+
+
+def test_the_widest_date_window_runs_on_duckdb_and_mariadb(builtin_templates, duck_source, mysql_source):
+    """The date parameters' declared range is what the back ends really take: the window's last day + 1
+    (9999-12-31) is a date literal in both, and the widest window keeps every row."""
+    template = builtin_templates["binary-lr"]
+    widest = {"date_from": DATE_MIN, "date_to": "9999-12-30"}
+    for source in (duck_source, mysql_source):
+        assert "'9999-12-31'" in prepared(template, source, **widest).sql
+        assert len(fetch(template, source, **widest)) == len(fetch(template, source)) > 1000
 
 
 @pytest.mark.parametrize("ratio", [0.1, 0.3, 0.7])
