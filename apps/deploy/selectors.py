@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
+from apps.training.live_models import LiveModel
 from mlab_client.routing import owners_from_ranges
 from mlabsite.roles import BUSINESS_DEVELOPERS
 
@@ -44,6 +45,38 @@ def scene_owner_candidates(*, scene: Scene | None = None) -> QuerySet:
     if scene is not None:
         chosen |= Q(pk__in=scene.owners.values("pk"))
     return users.filter(chosen).distinct().order_by("username")
+
+
+def config_shares(content: dict) -> dict[int, float]:
+    """Each version's share of the units (0 to 1) in a published config's bucket allocation."""
+    shares: dict[int, float] = {}
+    buckets = content.get("buckets") or 10_000
+    for start, end, version in content.get("allocation", []):
+        shares[version] = shares.get(version, 0.0) + (end - start) / buckets
+    return shares
+
+
+def live_versions_of_template(*, template_id: int, user) -> list[LiveModel]:
+    """The versions serving a share of the units in ``user``'s scenes that were trained from the template
+    ``template_id`` (what a run of that template is compared with), scene by scene, largest share first."""
+    scenes = {scene.pk: scene for scene in scene_list(user=user) if getattr(scene, "config", None)}
+    live = []
+    versions = ModelVersion.objects.filter(scene_id__in=scenes, run__template_id=template_id).order_by("version")
+    for version in versions:
+        scene = scenes[version.scene_id]
+        share = config_shares(scene.config.content).get(version.version, 0.0)
+        if share > 0:
+            live.append(
+                LiveModel(
+                    scene_id=scene.pk,
+                    scene=scene.name,
+                    version=version.version,
+                    share=share,
+                    run_id=version.run_id,
+                    metrics=version.metrics or {},
+                )
+            )
+    return sorted(live, key=lambda model: (model.scene, -model.share))
 
 
 def model_version_list(*, scene: Scene) -> QuerySet[ModelVersion]:

@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from .base import (
+    BOOLEAN,
+    FEW_VALUES,
+    NUMBER,
+    TEXT,
     Group,
     NodeKind,
     NodeType,
@@ -77,6 +81,8 @@ class SqlSample(NodeType):
             group=Group.FIELDS,
             pai_name="featureColNames",
             max_items=200,
+            accepts=(NUMBER, BOOLEAN),
+            excludes=("label",),
             help="Numeric columns the model learns from.",
         ),
         Param(
@@ -87,7 +93,10 @@ class SqlSample(NodeType):
             group=Group.FIELDS,
             pai_name="categoricalColNames",
             max_items=200,
-            help="Columns whose values are categories (one-hot encoded by a one-hot node).",
+            accepts=(TEXT, BOOLEAN, FEW_VALUES),
+            excludes=("label",),
+            help="Columns whose values are categories (one-hot encoded by a one-hot node): text, and whole numbers "
+            "with few distinct values.",
         ),
         Param(
             "partition_column",

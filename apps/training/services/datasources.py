@@ -8,7 +8,7 @@ from django.db import transaction
 
 from ..datasources import Schema
 from ..models import DataSource
-from ..schema_cache import schema_introspect
+from ..schema_cache import profile_compute, schema_introspect
 
 
 @transaction.atomic
@@ -52,5 +52,8 @@ def datasource_sync(*, name: str, kind: str, options: dict[str, Any], descriptio
 
 
 def datasource_schema_refresh(*, datasource: DataSource) -> Schema:
-    """Introspect the source now and replace its cached allow-list. Raises a DataSourceError when it cannot."""
-    return schema_introspect(datasource)
+    """Introspect the source now and replace its cached allow-list and its tables' profile. Raises a
+    DataSourceError when it cannot be introspected (a table that cannot be profiled says why in the profile)."""
+    schema = schema_introspect(datasource)
+    profile_compute(datasource, schema)
+    return schema
