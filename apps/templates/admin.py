@@ -8,11 +8,12 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
+from .chain import chain_svg, template_nodes
 from .models import AlgorithmTemplate, TemplateNode
 from .nodes import Group, Param, registry
 from .selectors import template_changeable_list, template_list, template_may_change
@@ -99,16 +100,15 @@ class TemplateNodeFormSet(forms.BaseInlineFormSet):
 
 
 class TemplateNodeInline(admin.StackedInline):
+    """Editing the chain, for those who may change the template (its owner, a superuser). Everyone else sees
+    the chain as a picture with each node's parameters in words (``chain.py``)."""
+
     model = TemplateNode
     formset = TemplateNodeFormSet
     extra = 0
-    fields = ["position", "key", "node_type", "overrides", "locked", "parameters"]
-    readonly_fields = ["parameters"]
+    fields = ["position", "key", "node_type", "overrides", "locked"]
     ordering = ["position"]
-
-    @admin.display(description="Parameters")
-    def parameters(self, node: TemplateNode) -> str:
-        return parameters_table(node) if node.pk else "Save to see this node's parameters."
+    verbose_name_plural = "Edit the nodes (presets and locks as JSON)"
 
 
 @admin.register(AlgorithmTemplate)
@@ -126,6 +126,20 @@ class AlgorithmTemplateAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return template_list(user=request.user)
+
+    def get_inlines(self, request, obj=None):
+        # Those who may not change the template read its nodes in the chain picture's panels, not as JSON.
+        if obj is not None and not template_may_change(request.user, obj):
+            return []
+        return super().get_inlines(request, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        template = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if template is not None:
+            nodes = template_nodes(template)
+            context.update(chain_nodes=nodes, chain_svg=chain_svg(nodes))
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and not template_may_change(request.user, obj):
@@ -212,6 +226,33 @@ class TemplateNodeAdmin(admin.ModelAdmin):
         visible = template_list(user=request.user).values("pk")
         return super().get_queryset(request).filter(template__in=visible).select_related("template")
 
+    # Nodes one by one are for superusers: a business developer edits the nodes of their own templates on the
+    # template's page, and reads every other template's nodes there. These views are neither listed for them
+    # nor reachable (403). The permission rules below still decide what may change, e.g. whether deleting a
+    # template may delete its nodes.
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def _node_views_allowed(self, request) -> None:
+        if not request.user.is_superuser:
+            raise PermissionDenied("Nodes are edited on their template's page.")
+
+    def changelist_view(self, request, extra_context=None):
+        self._node_views_allowed(request)
+        return super().changelist_view(request, extra_context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        self._node_views_allowed(request)
+        return super().add_view(request, form_url, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._node_views_allowed(request)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._node_views_allowed(request)
+        return super().history_view(request, object_id, extra_context)
+
     def has_change_permission(self, request, obj=None):
         if obj is not None and not template_may_change(request.user, obj.template):
             return False
@@ -231,6 +272,7 @@ class TemplateNodeAdmin(admin.ModelAdmin):
         template_node_save(node=obj)
 
     def delete_view(self, request, object_id, extra_context=None):
+        self._node_views_allowed(request)
         node = self.get_object(request, object_id)
         if node is not None and self.has_delete_permission(request, node):
             errors = template_chain_errors(node.template, removed=node)

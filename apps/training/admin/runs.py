@@ -193,7 +193,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, "Name and note saved.", messages.SUCCESS)
         else:
-            self.message_user(request, " ".join(str(e) for errors in form.errors.values() for e in errors), messages.ERROR)
+            self.message_user(
+                request, " ".join(str(e) for errors in form.errors.values() for e in errors), messages.ERROR
+            )
         return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))
 
     def compare_view(self, request):

@@ -50,7 +50,9 @@ def test_a_click_on_a_column_ticks_or_unticks_that_column_only(
     page.click("input[name=_validate]")
     error = page.locator(".field-sample__features .errorlist")
     assert "Choose at least one feature column" in error.inner_text()
-    assert error.is_visible() and error.evaluate("e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }")
+    assert error.is_visible() and error.evaluate(
+        "e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+    )
 
 
 def test_filter_rows_and_pickers_post_json_and_preview_shows_sql_and_rows(
