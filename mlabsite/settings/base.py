@@ -66,7 +66,8 @@ ASGI_APPLICATION = "mlabsite.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project-wide admin templates (the header's links, the index's "Start here"), before the apps' own.
+        "DIRS": [BASE_DIR / "mlabsite" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -185,6 +186,8 @@ SPECTACULAR_SETTINGS = {
         "DataSourceKindEnum": "apps.training.models.DataSource.Kind",
         "RunEngineEnum": "apps.training.models.TrainingRun.Engine",
     },
+    # The public routes served by plain Django views (config, artifact, healthz), described without touching them.
+    "PREPROCESSING_HOOKS": ["mlabsite.openapi.document_plain_views"],
     "SERVE_AUTHENTICATION": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
