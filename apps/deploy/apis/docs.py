@@ -11,6 +11,7 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.views import APIView
 
 from .config import WAIT_MAX_SECONDS
@@ -53,10 +54,11 @@ ConfigSerializer = inline_serializer(
 class ConfigApiDoc(APIView):
     """Documentation only (see the module doc)."""
 
+    authentication_classes = [TokenAuthentication]  # the Authorization header only: no session
+
     @extend_schema(
         operation_id="config_retrieve",
         tags=["config"],
-        auth=[{"tokenAuth": []}],
         summary="The config a client polls",
         description=(
             "What `mlab_client` polls: the scene's published revision, the bucket allocation of its A/B split, the "
@@ -93,10 +95,11 @@ class ConfigApiDoc(APIView):
 class ArtifactApiDoc(APIView):
     """Documentation only (see the module doc)."""
 
+    authentication_classes = [TokenAuthentication]
+
     @extend_schema(
         operation_id="scenes_versions_artifact_retrieve",
         tags=["scenes"],
-        auth=[{"tokenAuth": []}],
         summary="A model version's bytes",
         description=(
             "The model file (ONNX) of a version, streamed. The `ETag` is the file's sha256 (quoted): a client checks "
