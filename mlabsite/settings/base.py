@@ -50,7 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "mlabsite.static_files.StaticFilesMiddleware",  # WhiteNoise, streaming asynchronously under ASGI
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -197,13 +197,30 @@ SPECTACULAR_SETTINGS = {
 # --- Mlab -----------------------------------------------------------------------------------------
 MLAB_WAREHOUSE_PATH = Path(env.str("MLAB_WAREHOUSE_PATH", default=str(VAR_DIR / "warehouse.duckdb")))
 
+# The terminal shows warnings and errors (MLAB_LOG_LEVEL=INFO shows everything there too); every process (web,
+# worker, scheduler, commands) appends INFO and above to var/log/mlab.log.
+LOG_DIR = VAR_DIR / "log"
+LOG_DIR.mkdir(exist_ok=True)
+MLAB_LOG_LEVEL = env.str("MLAB_LOG_LEVEL", default="WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("MLAB_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "level": MLAB_LOG_LEVEL},
+        "file": {
+            "class": "logging.handlers.WatchedFileHandler",
+            "filename": str(LOG_DIR / "mlab.log"),
+            "formatter": "plain",
+            "level": "DEBUG" if MLAB_LOG_LEVEL == "DEBUG" else "INFO",
+        },
+    },
+    "root": {"handlers": ["console", "file"], "level": "DEBUG" if MLAB_LOG_LEVEL == "DEBUG" else "INFO"},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's own console handler would print each 4xx/5xx a second time: the root's handlers log it once.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 
 # --- PAI training service (the pai engine) ----------------------------------------------------------
