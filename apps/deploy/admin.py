@@ -278,7 +278,12 @@ class SceneAdmin(admin.ModelAdmin):
                     form.add_error("new_scene" if field == "name" else None, errors)
             else:
                 verb = "is now" if created else "was already"
-                self.message_user(request, f"Run {run.pk} {verb} {scene.name} v{version.version}.", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"Run {run.pk} {verb} {scene.name} v{version.version}. To serve it, give it a share of the units "
+                    "in the split below and publish.",
+                    messages.SUCCESS,
+                )
                 return HttpResponseRedirect(self._scene_url(scene))
         context = {
             **self.admin_site.each_context(request),

@@ -82,6 +82,9 @@ def test_split_editor_publish_history_and_one_click_rollback(
     page.click("input[name=_deploy]")
     assert "Nothing was published" in page.locator("#content-main > .errornote").inner_text()
     assert "The weights must sum to 100; they sum to 90." in page.locator("#split-errors").inner_text()
+    assert page.locator("#split-errors").evaluate(  # the page scrolled to it
+        "e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+    )
     assert page.locator("input[name=split-weight_1]").input_value() == "80"  # what was typed is kept
     # A weight that is wrong by itself is named on its own row.
     set_split(page, {1: 100, 2: -5, 3: 0})

@@ -78,9 +78,12 @@ def metric_comparison(runs: Sequence[TrainingRun]) -> list[dict[str, Any]]:
         numbers = [v if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
         best = None
         present = [v for v in numbers if v is not None]
-        if guide.higher_is_better is not None and len(present) > 1 and len(set(present)) > 1:
+        shown = [human_number(v) for v in numbers]
+        if guide.higher_is_better is not None and len(present) > 1:
             target = max(present) if guide.higher_is_better else min(present)
             best = numbers.index(target)
+            if shown.count(shown[best]) > 1:  # the same once rounded for people: no winner to point at
+                best = None
         rows.append(
             {
                 "name": name,
@@ -88,7 +91,7 @@ def metric_comparison(runs: Sequence[TrainingRun]) -> list[dict[str, Any]]:
                 "meaning": guide.meaning,
                 "scale": guide.scale,
                 "cells": [
-                    {"shown": human_number(v), "best": index == best, "verdict": guide.verdict(v, run.metrics)}
+                    {"shown": shown[index], "best": index == best, "verdict": guide.verdict(v, run.metrics)}
                     for index, (v, run) in enumerate(zip(numbers, runs, strict=True))
                 ],
             }
