@@ -104,6 +104,7 @@ def test_split_editor_publish_history_and_one_click_rollback(
     page.fill("input[name=split-comment]", "typed while publishing")
     wait_until_live(page, 1)
     assert page.locator("input[name=split-comment]").input_value() == "typed while publishing"
+    assert page.locator("#split-editor .mlab-live-now").all_inner_texts() == ["90%", "10%", "—"]
     live_shares = page.locator("table.mlab-versions td.mlab-share").all_inner_texts()
     assert live_shares == ["90%", "10% + 1 pinned", "—"]
     assert page.locator("#mlab-live-split").inner_text() == "v1 90% · v2 10% · 1 pinned unit"

@@ -76,6 +76,11 @@ function followPublication() {
       setUpDetails(node);
       for (const rowId of open) node.querySelector(`[aria-controls="${rowId}"]`)?.click();
     }
+    // In the split editor only the "live now" column changes: what the user typed stays.
+    for (const cell of document.querySelectorAll("#split-editor .mlab-live-now[data-version]")) {
+      const fresher = fresh.querySelector(`#split-editor .mlab-live-now[data-version="${cell.dataset.version}"]`);
+      if (fresher) cell.textContent = fresher.textContent;
+    }
     const after = document.querySelector("#published .mlab-published-revision")?.textContent;
     if (after && after !== before) document.getElementById("published").classList.add("mlab-just-published");
     const freshScene = fresh.getElementById("mlab-scene");
