@@ -315,12 +315,16 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(_ReadOnlyAdmin):
-    list_display = ["scene", "version", "run", "format", "size", "short_sha", "created_by", "created_at"]
+    list_display = ["scene", "version", "run", "format", "model_size", "short_sha", "created_by", "created_at"]
     list_filter = [("scene", admin.RelatedOnlyFieldListFilter)]  # only the scenes of rows the user sees
     list_select_related = ["scene", "run", "created_by"]
 
     def get_queryset(self, request):
         return _owned(super().get_queryset(request), request, "scene__owners")
+
+    @admin.display(description="size", ordering="size")
+    def model_size(self, version: ModelVersion) -> str:
+        return human_size(version.size)
 
     @admin.display(description="sha256")
     def short_sha(self, version: ModelVersion) -> str:

@@ -150,8 +150,9 @@ class RevisionDiff:
     moved_buckets: int | None  # buckets that changed version, when both configs were published
 
     @property
-    def moved_percent(self) -> float | None:
-        return None if self.moved_buckets is None else self.moved_buckets / 100
+    def moved_text(self) -> str:
+        """The share of units that changed version, as people read it: 40%, 0.5%, —."""
+        return "—" if self.moved_buckets is None else percent_text(self.moved_buckets / 10_000)
 
 
 def deployment_diff(

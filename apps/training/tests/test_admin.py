@@ -171,7 +171,7 @@ def test_preview_button_shows_sql_row_count_and_first_rows(staff, duck_source, b
     with backend_for(duck_source).connect() as con:
         expected = con.execute("SELECT COUNT(*) FROM impressions WHERE ds = DATE '2026-10-08'").fetchone()[0]
     assert preview.row_count == expected
-    assert f"<strong>{expected}</strong>" in html
+    assert f"<strong>{expected:,}</strong>" in html
     assert len(preview.rows) == 4 and html.count("<tr><td>") >= 4
     assert [c["name"] for c in preview.columns] == ["age", "price", "city_tier", "clicked"]
 
