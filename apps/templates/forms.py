@@ -165,14 +165,23 @@ def _unfit(param: Param, allowlist: ColumnAllowList, table: str, column: str, ex
     return "a number with many values" if kind == "number" else f"a {kind} column"
 
 
-def column_choices(columns: Mapping[str, Mapping[str, str]], current: Any = None, *, blank: bool = False) -> list:
-    """Options grouped per table: the value is the column name, the label shows its type. ``current`` (a
-    preset that is not in the source) stays selectable so that the form shows what will be refused."""
+def column_choices(
+    columns: Mapping[str, Mapping[str, str]],
+    current: Any = None,
+    *,
+    blank: bool = False,
+    order: list[str] | None = None,
+) -> list:
+    """Options grouped per table, each column once (under the first table of ``order`` that has it): the value
+    is the column name, the label shows its type. ``current`` (a preset that is not in the source) stays
+    selectable so that the form shows what will be refused."""
     groups: list = [("", "—")] if blank else []
     known: set[str] = set()
-    for table, table_columns in columns.items():
-        groups.append((table, [(c, f"{c} · {t}") for c, t in table_columns.items()]))
-        known.update(table_columns)
+    for table in order or list(columns):
+        options = [(c, f"{c} · {t}") for c, t in columns[table].items() if c not in known]
+        known.update(columns[table])
+        if options:
+            groups.append((table, options))
     extra = [v for v in (current if isinstance(current, list) else [current]) if v and v not in known]
     if extra:
         groups.append(("not in this source", [(v, v) for v in extra]))
@@ -193,9 +202,8 @@ def _picker_field(
         field = forms.CharField(widget=forms.Select(choices=tables), strip=False, **common)
         field.widget.attrs["class"] = "mlab-picker"
     elif t == ParamType.COLUMN:
-        field = forms.CharField(
-            widget=forms.Select(choices=column_choices(columns, initial, blank=True)), strip=False, **common
-        )
+        choices = column_choices(columns, initial, blank=True, order=_table_order(columns, node_values))
+        field = forms.CharField(widget=forms.Select(choices=choices), strip=False, **common)
         field.widget.attrs["class"] = "mlab-picker"
     else:
         field = ColumnsPickerField(widget=_columns_picker(param, allowlist, node_values), **common)
