@@ -126,7 +126,7 @@ def test_login_to_rollback_in_few_clicks_and_fields(live_v1, live_server, screen
     page.wait_for_selector("#mlab-launch-form")
     assert "20,000" in page.locator("#mlab-table-profiles tr[data-table=impressions]").inner_text()
     path.look("launch")
-    path.click("#mlab-launch-button")
+    path.click("#mlab-launch-now")
 
     # The run page follows the run: its heading and banner say where it is, then the results with hints.
     page.wait_for_selector("#mlab-run")
@@ -176,16 +176,18 @@ def test_login_to_rollback_in_few_clicks_and_fields(live_v1, live_server, screen
     print(f"\nadmin path: {path.clicks} clicks, {path.fields} fields; screenshots in {shots_dir}")
     assert path.clicks <= MAX_CLICKS and path.fields <= MAX_FIELDS, (path.clicks, path.fields)
 
-    # Off the counted path: "Edit and relaunch" with more iterations, then compare the two runs.
+    # Off the counted path: "Edit and relaunch" without the price (one click in the feature picker) and with
+    # fewer iterations, then compare the two runs.
     page.goto(f"{live_server.url}/admin/training/trainingrun/{run.pk}/change/")
     page.click("#mlab-edit-relaunch")
     page.wait_for_selector("#mlab-relaunch-notice")
+    page.locator(".mlab-columns[data-name=sample__features] .mlab-column", has_text="price").click()
     page.locator("fieldset[data-node=train] button.mlab-tab:has-text('Parameters setting')").click()
     page.fill("input[name=train__maxIter]", "40")
     page.click("#mlab-launch-button")
     page.wait_for_selector("#mlab-run[data-status=succeeded]", timeout=TRAINING_DEADLINE_MS)
     relaunched = TrainingRun.objects.get(retry_of=run)
-    assert relaunched.params["train"]["maxIter"] == 40
+    assert relaunched.params["train"]["maxIter"] == 40 and "price" not in relaunched.params["sample"]["features"]
 
     page.goto(f"{live_server.url}/admin/training/trainingrun/")
     page.check(f"input.action-select[value='{run.pk}']")
@@ -194,9 +196,12 @@ def test_login_to_rollback_in_few_clicks_and_fields(live_v1, live_server, screen
     page.click("button[name=index]")
     page.wait_for_selector("#mlab-compare-params")
     differing = page.locator("#mlab-compare-params tr.mlab-differs")
-    assert differing.count() == 1 and differing.get_attribute("data-param") == "train.maxIter"
-    assert differing.inner_text().split("\t")[1:] == ["100", "40"]
-    background = differing.locator("td").first.evaluate("td => getComputedStyle(td).backgroundColor")
+    assert differing.evaluate_all("rows => rows.map(r => r.dataset.param)") == ["sample.features", "train.maxIter"]
+    iterations = page.locator("#mlab-compare-params tr.mlab-differs[data-param='train.maxIter']")
+    assert iterations.inner_text().split("\t")[1:] == ["100", "40"]
+    assert "price" not in differing.first.locator("td").nth(1).inner_text().split("\n")[0]
+    assert differing.first.locator("td").nth(1).locator(".mlab-diff-note").inner_text() == "without price"
+    background = iterations.locator("td").first.evaluate("td => getComputedStyle(td).backgroundColor")
     assert background not in ("rgba(0, 0, 0, 0)", "transparent")  # highlighted
     assert page.locator("svg[data-chart=roc-overlay] polyline.mlab-chart-series").count() == 2
     assert page.locator("#mlab-compare-metrics tr[data-metric=auc] td.mlab-best").count() == 1

@@ -62,10 +62,33 @@ def parameter_rows(runs: Sequence[TrainingRun]) -> list[dict[str, Any]]:
                 "key": f"{node}.{name}",
                 "label": labels.get((node, name), f"{node} · {name}"),
                 "values": [_shown(v) for v in values],
+                "cells": [
+                    {"value": _shown(v), "note": note}
+                    for v, note in zip(
+                        values, _list_differences(values) if len(comparable) > 1 else [""] * len(values), strict=True
+                    )
+                ],
                 "differs": len(comparable) > 1,
             }
         )
     return rows
+
+
+def _list_differences(values: list[Any]) -> list[str]:
+    """For lists of names (columns), what each run lacks or adds against the others: "without price"."""
+    if not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in values):
+        return [""] * len(values)
+    union = {item for v in values for item in v}
+    common = set.intersection(*(set(v) for v in values))
+    notes = []
+    for v in values:
+        parts = []
+        if missing := sorted(union - set(v)):
+            parts.append("without " + ", ".join(missing))
+        if extra := sorted(set(v) - common):
+            parts.append("with " + ", ".join(extra))
+        notes.append("; ".join(parts))
+    return notes
 
 
 def metric_comparison(runs: Sequence[TrainingRun]) -> list[dict[str, Any]]:
