@@ -106,7 +106,7 @@ def live_v1(builtin_templates, duck_source):
     return scene
 
 
-def test_login_to_rollback_in_few_clicks_and_fields(live_v1, live_server, screen, worker, shots_dir):
+def test_login_to_rollback_in_few_clicks_and_fields(live_v1, live_server, screen, worker, shots_dir, capsys):
     scene = live_v1
     path = Path_(screen, shots_dir)
     page = screen
@@ -173,7 +173,8 @@ def test_login_to_rollback_in_few_clicks_and_fields(live_v1, live_server, screen
 
     assert ConfigEntry.objects.get(scene=scene).revision == 3
     assert Deployment.objects.get(scene=scene, revision=3).rollback_of == 1
-    print(f"\nadmin path: {path.clicks} clicks, {path.fields} fields; screenshots in {shots_dir}")
+    with capsys.disabled():  # shown even when pytest captures output
+        print(f"\nadmin path: {path.clicks} clicks, {path.fields} fields; screenshots in {shots_dir}")
     assert path.clicks <= MAX_CLICKS and path.fields <= MAX_FIELDS, (path.clicks, path.fields)
 
     # Off the counted path: "Edit and relaunch" without the price (one click in the feature picker) and with

@@ -13,22 +13,12 @@ from django.http import HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
-from .chain import chain_svg, template_nodes
+from .chain import allowed_text, chain_svg, template_nodes
 from .models import AlgorithmTemplate, TemplateNode
 from .nodes import Group, Param, registry
 from .selectors import template_changeable_list, template_list, template_may_change
 from .services import template_node_delete, template_node_save
 from .validation import chain_errors, template_chain_errors
-
-
-def _range_text(param: Param) -> str:
-    if param.choices:
-        return " | ".join(param.choices)
-    if param.min is None and param.max is None:
-        return ""
-    low = "—" if param.min is None else f"{param.min:g}"
-    high = "—" if param.max is None else f"{param.max:g}"
-    return f"{'(' if param.exclusive_min else '['}{low}, {high}{')' if param.exclusive_max else ']'}"
 
 
 def _flags(node: TemplateNode, param: Param) -> str:
@@ -66,7 +56,7 @@ def parameters_table(node: TemplateNode) -> str:
                     p.label,
                     p.type.value,
                     "" if p.secret else json.dumps(node.effective_value(p.name)),
-                    _range_text(p),
+                    allowed_text(p),
                     p.pai_name or "",
                     _flags(node, p),
                     p.help,
