@@ -111,3 +111,11 @@ def _binary_nodes():
         {"key": "train", "type": "train.logistic_regression"},
         {"key": "evaluate", "type": "evaluate.binary"},
     ]
+
+
+def test_a_superuser_still_has_the_node_pages(client, django_user_model, builtin_templates):
+    client.force_login(django_user_model.objects.create_superuser("root", password="x"))
+    node = builtin_templates["binary-lr"].nodes.get(key="train")
+    assert client.get(reverse("admin:algo_templates_templatenode_changelist")).status_code == 200
+    page = client.get(reverse("admin:algo_templates_templatenode_change", args=[node.pk])).content.decode()
+    assert "maxIter" in page and "[1, 10000]" in page  # the parameters table, with the allowed range
