@@ -77,13 +77,17 @@ def shown_value(param: Param, value: Any) -> str:
     return str(value)
 
 
+def _bound(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
 def allowed_text(param: Param) -> str:
     if param.choices:
         return " | ".join(param.choices)
     if param.min is None and param.max is None:
         return ""
-    low = "—" if param.min is None else f"{param.min:g}"
-    high = "—" if param.max is None else f"{param.max:g}"
+    low = "—" if param.min is None else _bound(param.min)
+    high = "—" if param.max is None else _bound(param.max)
     return f"{'(' if param.exclusive_min else '['}{low}, {high}{')' if param.exclusive_max else ']'}"
 
 

@@ -118,4 +118,4 @@ def test_a_superuser_still_has_the_node_pages(client, django_user_model, builtin
     node = builtin_templates["binary-lr"].nodes.get(key="train")
     assert client.get(reverse("admin:algo_templates_templatenode_changelist")).status_code == 200
     page = client.get(reverse("admin:algo_templates_templatenode_change", args=[node.pk])).content.decode()
-    assert "maxIter" in page and "[1, 10000]" in page  # the parameters table, with the allowed range
+    assert "maxIter" in page and "[1, 10,000]" in page  # the parameters table, with the allowed range
