@@ -21,11 +21,11 @@ def _profile_text(entry: dict | None) -> str:
         return ""
     if entry.get("error"):
         return format_html("<span class='mlab-help'>{}</span>", entry["error"])
-    rows = format_html("<span class='mlab-badge mlab-rows'>{} rows</span>", human_number(entry.get("rows")))
+    rows = format_html("<span class='mlab-badge mlab-table-rows'>{} rows</span>", human_number(entry.get("rows")))
     if not entry.get("partition_column"):
         return rows
     return format_html(
-        "{}<span class='mlab-badge mlab-days'>{} from {} to {}</span>",
+        "{}<span class='mlab-badge mlab-table-days'>{} from {} to {}</span>",
         rows,
         entry["partition_column"],
         entry.get("first_day") or "—",
