@@ -1,4 +1,5 @@
-# The doors for people: `make run` (the demo on http://127.0.0.1:8000) and `make test` (the whole suite).
+# The doors for people: `make run` (the demo on http://127.0.0.1:8000; another port: `make run PORT=8001`),
+# `make stop` (what `make run` left running, the embedded Redis included) and `make test` (the whole suite).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,12 +8,15 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: run pai-demo serve test schemathesis check-deploy bench lint typecheck format bootstrap-run bootstrap-dev
+.PHONY: run stop pai-demo serve test schemathesis check-deploy bench lint typecheck format bootstrap-run bootstrap-dev
 
 run: bootstrap-run
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py mlab_demo --base-url http://$(HOST):$(PORT)
 	$(PY) -m mlabsite.serve --host $(HOST) --port $(PORT) --demo
+
+stop:  # the processes of `make run` / `make serve` still running, then the embedded Redis under var/
+	@if [ -x $(PY) ]; then $(PY) -m mlabsite.serve --stop; else echo "Nothing of Mlab was running."; fi
 
 # One run on the pai engine against the PAI emulator (OSS included), in a var/ of its own (its own SQLite and
 # embedded Redis), so that a `make run` worker never picks up its jobs.

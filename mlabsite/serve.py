@@ -1,15 +1,21 @@
 """Serve Mlab: the ASGI web server (uvicorn) and an RQ worker beside it, stopped together.
 
     python -m mlabsite.serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--demo]
+    python -m mlabsite.serve --stop          # what `make stop` runs
 
 If either process exits, the other is stopped too, so that a demo never runs without its worker. With
 ``--demo``, once the server answers, the demo loop (``manage.py mlab_demo --loop``: an SDK client predicting
 through an A/B split and a rollback) runs in a process of its own; if it fails, the server keeps serving.
+
+The processes' ids are written to ``var/serve.pids``. ``--stop`` stops them (whatever stopped this process
+before it could: a closed terminal, a kill), then the embedded Redis that Mlab started under ``var/``. Only
+processes whose command line is the one recorded are signalled: a pid reused by another program is left alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +27,115 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+def var_dir() -> Path:
+    """MLAB_VAR_DIR (from the environment or .env, as the settings read it), else var/; without importing the
+    settings, which would start the embedded Redis."""
+    import environ
+
+    environ.Env.read_env(ROOT / ".env", overwrite=False)
+    return Path(os.environ.get("MLAB_VAR_DIR") or ROOT / "var")
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def record_processes(path: Path, processes: list[tuple[str, int, list[str] | None]]) -> None:
+    """Write (role, pid, command line) of ``processes`` to ``path`` for ``stop_recorded``. The command line is the
+    one the process was started with (a child may not have exec'd it yet), else this process's own."""
+    rows = [
+        {"role": role, "pid": pid, "cmdline": " ".join(command) if command else _cmdline(pid) or ""}
+        for role, pid, command in processes
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows))
+
+
+def _signal_all(rows: list[dict], sig: int) -> list[dict]:
+    """Send ``sig`` to each recorded process still running as recorded; return those."""
+    alive = []
+    for row in rows:
+        if row["cmdline"] and _cmdline(row["pid"]) == row["cmdline"]:
+            try:
+                os.kill(row["pid"], sig)
+            except ProcessLookupError:
+                continue
+            alive.append(row)
+    return alive
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def _with_descendants(rows: list[dict]) -> list[dict]:
+    """The recorded processes still running as recorded, and theirs (the worker's scheduler and work horse)."""
+    found, queue = [], [row for row in rows if row["cmdline"] and _cmdline(row["pid"]) == row["cmdline"]]
+    while queue:
+        row = queue.pop(0)
+        found.append(row)
+        for child in _children(row["pid"]):
+            cmdline = _cmdline(child)
+            if cmdline and all(child != other["pid"] for other in found + queue):
+                queue.append({"role": f"{row['role']}'s child", "pid": child, "cmdline": cmdline})
+    return found
+
+
+def stop_recorded(path: Path, *, say=print) -> list[str]:
+    """Stop the processes recorded in ``path`` and their children (TERM, then KILL after STOP_TIMEOUT_SECONDS);
+    return the roles of the recorded ones that were running."""
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    rows = _with_descendants(recorded)
+    stopped = [row["role"] for row in _signal_all(rows, signal.SIGTERM) if not row["role"].endswith("'s child")]
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and any(_cmdline(r["pid"]) == r["cmdline"] for r in rows if r["cmdline"]):
+        time.sleep(0.1)
+    for row in _signal_all(rows, signal.SIGKILL):
+        say(f"{row['role']} (pid {row['pid']}) did not stop on SIGTERM: killed.")
+    path.unlink(missing_ok=True)
+    return stopped
+
+
+def stop_embedded_redis(directory: Path) -> bool:
+    """Stop the embedded redis-server of ``directory`` (its pidfile, checked against its command line)."""
+    pidfile = directory / "redis.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    cmdline = _cmdline(pid) or ""
+    if "redis-server" not in cmdline or str(directory / "redis.sock") not in cmdline:
+        return False
+    rows = [{"role": "embedded Redis", "pid": pid, "cmdline": cmdline}]
+    pidfile.with_name("redis-stop.pids").write_text(json.dumps(rows))
+    return bool(stop_recorded(pidfile.with_name("redis-stop.pids")))
+
+
+def stop_all(directory: Path, *, say=print) -> int:
+    """What `make stop` does: the recorded processes of a serve, then the embedded Redis."""
+    stopped = stop_recorded(directory / "serve.pids", say=say)
+    if stop_embedded_redis(directory):
+        stopped.append("embedded Redis")
+    say(f"Stopped: {', '.join(stopped)}." if stopped else "Nothing of Mlab was running.")
+    return 0
 
 
 def commands(host: str, port: int, web_workers: int) -> list[list[str]]:
@@ -82,14 +197,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--demo", action="store_true", help="run the demo loop (SDK client, A/B split, rollback) once serving"
     )
+    parser.add_argument(
+        "--stop", action="store_true", help="stop what a serve left running (its processes, the embedded Redis)"
+    )
     args = parser.parse_args(argv)
+    if args.stop:
+        return stop_all(var_dir())
+    pids_file = var_dir() / "serve.pids"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "mlabsite.settings.base")}
     # Start the embedded Redis (when it is the one in use) before the children race to start it.
     subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=env, check=True)
-    children = [subprocess.Popen(cmd, cwd=ROOT, env=env) for cmd in commands(args.host, args.port, args.workers)]
+    started = commands(args.host, args.port, args.workers)
+    children = [subprocess.Popen(cmd, cwd=ROOT, env=env) for cmd in started]
+    recorded: list[tuple[str, int, list[str] | None]] = [
+        ("serve", os.getpid(), None),
+        ("web", children[0].pid, started[0]),
+        ("worker", children[1].pid, started[1]),
+    ]
+    record_processes(pids_file, recorded)
     print(
         f"Mlab serving on http://{args.host}:{args.port}/ (web pid {children[0].pid}, worker pid "
-        f"{children[1].pid}); Ctrl-C stops both.",
+        f"{children[1].pid}); Ctrl-C (or `make stop`) stops both.\n"
+        f"The server's and the worker's log: {var_dir() / 'log' / 'mlab.log'} (MLAB_LOG_LEVEL=INFO prints it here "
+        "too).",
         flush=True,
     )
     stopping = False
@@ -105,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         base_url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
         if wait_until_answering(base_url, children[0], lambda: stopping):
             loop = subprocess.Popen(demo_loop_command(base_url), cwd=ROOT, env=env)
+            record_processes(pids_file, [*recorded, ("demo loop", loop.pid, demo_loop_command(base_url))])
         elif not stopping:
             print(f"The server did not answer at {base_url}/healthz; the demo loop did not run.", flush=True)
     while not stopping and all(child.poll() is None for child in children):
@@ -131,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
+    pids_file.unlink(missing_ok=True)
     return 0 if stopping else 1
 
 

@@ -1,7 +1,9 @@
 import django_rq.urls
 from django.contrib import admin
 from django.contrib.auth.decorators import user_passes_test
+from django.contrib.auth.views import redirect_to_login
 from django.urls import URLPattern, include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mlabsite.health import healthz
@@ -20,12 +22,24 @@ def superusers_only(patterns: list) -> list[URLPattern]:
     return [URLPattern(p.pattern, only(p.callback), p.default_args, p.name) for p in patterns]
 
 
+_swagger = SpectacularSwaggerView.as_view(url_name="schema")
+
+
+def api_docs(request, *args, **kwargs):
+    """The Swagger UI for people: someone not logged in is sent to the login page (and back), not given a bare
+    403. Programs read the schema itself (/api/schema/) with their token."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path(), "admin:login")
+    return _swagger(request, *args, **kwargs)
+
+
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", api_docs, name="api-docs"),
     path("django-rq/", include((superusers_only(django_rq.urls.urlpatterns), "django_rq"))),
 ]
 
@@ -37,3 +51,5 @@ handler500 = "mlabsite.api.server_error"
 admin.site.site_header = "Mlab"
 admin.site.site_title = "Mlab"
 admin.site.index_title = "Machine learning for everyone"
+# The header's "View site" link, shown as "API docs" (mlabsite/templates/admin/base_site.html): "/" is the admin.
+admin.site.site_url = "/api/docs/"

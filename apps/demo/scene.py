@@ -23,6 +23,7 @@ from apps.deploy.services import (
     deployment_create,
     deployment_rollback,
     model_version_register,
+    publication_inline,
     scene_create,
     scene_publish,
     scene_update,
@@ -100,8 +101,9 @@ def demo_scene_sync(*, user, datasource: DataSource, say: Say = logger.info) -> 
             (demo.baseline_splits, "Demo baseline: logistic regression serves everyone"),
             (demo.ab_splits, f"Demo A/B: {CHALLENGER_WEIGHT}% of units to gradient-boosted trees"),
         ):
-            deployment = deployment_create(scene=scene, splits=splits, comment=comment, user=user)
-            scene_publish(scene_id=scene.pk)
+            with publication_inline():  # published here, now: no job is queued for a worker to find done
+                deployment = deployment_create(scene=scene, splits=splits, comment=comment, user=user)
+            scene_publish(scene_id=scene.pk)  # (a no-op once published; here for a caller's open transaction)
             say(f"Published revision {deployment.revision}: {comment}.")
     else:
         scene_publish(scene_id=scene.pk)  # a deployment left unpublished (no worker ran) is published now
@@ -112,10 +114,11 @@ def demo_publish(demo: DemoScene, *, splits: list[dict], user, comment: str) -> 
     """Make ``splits`` the published traffic of the demo scene, synchronously: a rollback to the newest
     revision that had them (the history says so), else a new deployment. Returns the published revision."""
     earlier = demo.revision_with(splits)
-    if earlier is None:
-        deployment = deployment_create(scene=demo.scene, splits=splits, comment=comment, user=user)
-    else:
-        deployment = deployment_rollback(scene=demo.scene, revision=earlier, user=user, comment=comment)
+    with publication_inline():
+        if earlier is None:
+            deployment = deployment_create(scene=demo.scene, splits=splits, comment=comment, user=user)
+        else:
+            deployment = deployment_rollback(scene=demo.scene, revision=earlier, user=user, comment=comment)
     scene_publish(scene_id=demo.scene.pk)
     return deployment.revision
 

@@ -15,20 +15,14 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 
+from apps.templates.metrics import human_number, key_metric, metric_guide, metric_rows
+from apps.training.humanize import human_size
 from apps.training.selectors import training_run_list
 from mlabsite.formfields import JSON_FORMFIELD_OVERRIDES
 
 from . import selectors, services
 from .forms import RegisterRunForm, SplitEditorForm
 from .models import ClientToken, ConfigEntry, Deployment, ModelVersion, Scene
-
-
-def _human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
 
 
 def _admin_url(name: str, *args) -> str | None:
@@ -46,7 +40,12 @@ def _owned(qs, request, owners_path: str):
 
 @admin.register(Scene)
 class SceneAdmin(admin.ModelAdmin):
-    list_display = ["name", "description", "published_revision", "versions_count", "owner_names"]
+    """The scene page, top to bottom: what clients get now (in words; the raw config folded), the versions
+    (key metric and live share; the rest in a details row), the split editor with its own Publish button, the
+    history with one-click rollback, and the scene's own settings (description, owners) with their own Save.
+    Each part has its own context function (``scene_context``; A/B results add theirs beside it)."""
+
+    list_display = ["name", "description", "live_traffic", "versions_count", "owner_names"]
     search_fields = ["name", "description"]
     filter_horizontal = ["owners"]
     change_form_template = "admin/deploy/scene/change_form.html"
@@ -82,10 +81,12 @@ class SceneAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # versions and deployments keep their history; a scene is never deleted
 
-    @admin.display(description="published revision")
-    def published_revision(self, scene: Scene) -> int:
+    @admin.display(description="live traffic")
+    def live_traffic(self, scene: Scene) -> str:
         config = getattr(scene, "config", None)
-        return config.revision if config else 0
+        if not config or not config.revision:
+            return "nothing published"
+        return f"r{config.revision}: {selectors.config_summary(config.content)}"
 
     @admin.display(description="versions")
     def versions_count(self, scene: Scene) -> int:
@@ -127,8 +128,14 @@ class SceneAdmin(admin.ModelAdmin):
         scene = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if scene is not None:
-            extra.update(self.scene_context(request, scene))
+            extra.update(self.scene_context(request, scene), title=f"Scene {scene.name}", subtitle=None)
+            # The scene's own form is "Scene settings" at the bottom of the page, with one Save button of its own.
+            extra.update(show_save_and_add_another=False, show_save_and_continue=False, show_delete=False)
         return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def response_change(self, request, obj):
+        self.message_user(request, f"Settings of {obj.name} saved.", messages.SUCCESS)
+        return HttpResponseRedirect(self._scene_url(obj, "#scene-settings"))
 
     def scene_context(self, request, scene: Scene, *, split_form: SplitEditorForm | None = None) -> dict:
         versions = list(selectors.model_version_list(scene=scene))
@@ -136,37 +143,49 @@ class SceneAdmin(admin.ModelAdmin):
         latest = selectors.deployment_list(scene=scene).first()
         weights = {row["version"]: row["weight"] for row in latest.splits} if latest else {}
         overrides = latest.overrides if latest else {}
-        metric_names = sorted(
-            {k for v in versions for k, value in (v.metrics or {}).items() if isinstance(value, int | float)}
-        )
-        published_weights: dict[int, float] = {}  # version → share of the units
-        if entry and entry.revision:
-            for bucket_start, bucket_end, number in entry.content.get("allocation", []):
-                published_weights[number] = published_weights.get(number, 0) + (bucket_end - bucket_start) / 100
+        published = entry is not None and entry.revision > 0
+        shares = selectors.config_shares(entry.content) if entry and published else {}
+        pinned: dict[int, int] = {}
+        for version in (entry.content.get("overrides") or {}).values() if entry and published else []:
+            pinned[version] = pinned.get(version, 0) + 1
         can_change = self.has_change_permission(request, scene)
+        publishing = latest is not None and latest.revision > (entry.revision if entry else 0)
         return {
             "scene_obj": scene,
-            "versions_table": [
-                {
-                    "version": v,
-                    "metrics": [v.metrics.get(name) for name in metric_names],
-                    "size": _human_size(v.size),
-                    "run_url": _admin_url("training_trainingrun_change", v.run_id),
-                    "template_url": _admin_url("algo_templates_algorithmtemplate_change", v.run.template_id),
-                    "published_share": published_weights.get(v.version),
-                }
-                for v in versions
-            ],
-            "metric_names": metric_names,
+            "versions_table": [self._version_row(v, shares.get(v.version), pinned.get(v.version, 0)) for v in versions],
             "split_form": split_form
             or SplitEditorForm(versions=versions, weights=weights, overrides=overrides, prefix="split"),
             "config_entry": entry,
-            "config_json": json.dumps(entry.content, indent=2, sort_keys=True) if entry and entry.revision else "",
+            "live_summary": selectors.config_summary(entry.content) if entry and published else "",
+            "config_json": json.dumps(entry.content, indent=2, sort_keys=True) if entry and published else "",
             "history": selectors.scene_history(scene=scene),
             "latest_revision": latest.revision if latest else 0,
             # a saved revision not live yet: the page follows its publication (apps/deploy/static/deploy/scene.js)
-            "publishing": latest is not None and latest.revision > (entry.revision if entry else 0),
+            "publishing": publishing,
+            "pending_summary": selectors.deployment_summary(latest) if publishing and latest else "",
             "can_deploy": can_change and request.user.has_perm("deploy.add_deployment"),
+        }
+
+    @staticmethod
+    def _version_row(version: ModelVersion, share: float | None, pinned: int) -> dict:
+        """A version as the versions table shows it: the key metric and the live share in the row, everything
+        else in its details row."""
+        headline = key_metric(version.metrics)
+        guide = metric_guide(headline[0]) if headline else None
+        return {
+            "version": version,
+            "key_metric": {
+                "label": guide.label if guide else "",
+                "shown": human_number(headline[1]) if headline else "—",
+                "verdict": guide.verdict(headline[1], version.metrics) if guide and headline else None,
+            },
+            "metrics": metric_rows(version.metrics),
+            "size": human_size(version.size),
+            "run_url": _admin_url("training_trainingrun_change", version.run_id),
+            "template_url": _admin_url("algo_templates_algorithmtemplate_change", version.run.template_id),
+            "published_share": share,
+            "share_text": selectors.percent_text(share) if share else "—",
+            "pinned": pinned,
         }
 
     def _scene_or_404(self, request, object_id) -> Scene:
@@ -201,10 +220,11 @@ class SceneAdmin(admin.ModelAdmin):
             else:
                 self.message_user(
                     request,
-                    f"Revision {deployment.revision} of {scene.name} saved; it is being published.",
+                    f"Revision {deployment.revision} of {scene.name} saved "
+                    f"({selectors.deployment_summary(deployment)}); it is being published.",
                     messages.SUCCESS,
                 )
-                return HttpResponseRedirect(self._scene_url(scene, "#history"))
+                return HttpResponseRedirect(self._scene_url(scene, "#published"))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -227,10 +247,11 @@ class SceneAdmin(admin.ModelAdmin):
         else:
             self.message_user(
                 request,
-                f"Rolled back: revision {deployment.revision} copies revision {revision}; it is being published.",
+                f"Rolled back: revision {deployment.revision} copies revision {revision} "
+                f"({selectors.deployment_summary(deployment)}); it is being published.",
                 messages.SUCCESS,
             )
-        return HttpResponseRedirect(self._scene_url(scene, "#history"))
+        return HttpResponseRedirect(self._scene_url(scene, "#published"))
 
     def register_run_view(self, request, run_id: int):
         """Register a succeeded run as the next version of one of your scenes (reached from the run page)."""
@@ -239,7 +260,12 @@ class SceneAdmin(admin.ModelAdmin):
             raise Http404("No such run.")
         if not (request.user.has_perm("deploy.add_modelversion") and request.user.has_perm("deploy.view_scene")):
             raise PermissionDenied
-        form = RegisterRunForm(request.POST if request.method == "POST" else None, scenes=self.get_queryset(request))
+        scenes = self.get_queryset(request)
+        form = RegisterRunForm(
+            request.POST if request.method == "POST" else None,
+            scenes=scenes,
+            initial={"scene": selectors.scene_for_run(scenes=scenes, template_id=run.template_id)},
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 scene, version, created = services.scene_run_register(
@@ -253,13 +279,19 @@ class SceneAdmin(admin.ModelAdmin):
                     form.add_error("new_scene" if field == "name" else None, errors)
             else:
                 verb = "is now" if created else "was already"
-                self.message_user(request, f"Run {run.pk} {verb} {scene.name} v{version.version}.", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"Run {run.pk} {verb} {scene.name} v{version.version}. To serve it, give it a share of the units "
+                    "in the split below and publish.",
+                    messages.SUCCESS,
+                )
                 return HttpResponseRedirect(self._scene_url(scene))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"Register run {run.pk} as a model version",
             "run": run,
+            "metric_rows": metric_rows(run.metrics),
             "form": form,
             "media": self.media,
         }
@@ -286,12 +318,16 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(_ReadOnlyAdmin):
-    list_display = ["scene", "version", "run", "format", "size", "short_sha", "created_by", "created_at"]
+    list_display = ["scene", "version", "run", "format", "model_size", "short_sha", "created_by", "created_at"]
     list_filter = [("scene", admin.RelatedOnlyFieldListFilter)]  # only the scenes of rows the user sees
     list_select_related = ["scene", "run", "created_by"]
 
     def get_queryset(self, request):
         return _owned(super().get_queryset(request), request, "scene__owners")
+
+    @admin.display(description="size", ordering="size")
+    def model_size(self, version: ModelVersion) -> str:
+        return human_size(version.size)
 
     @admin.display(description="sha256")
     def short_sha(self, version: ModelVersion) -> str:

@@ -10,7 +10,12 @@ class DeployConfig(AppConfig):
 
     def ready(self) -> None:
         # Models and the receiver can be imported only once the app registry is ready.
+        from apps.training.live_models import live_models_provide
+
         from .models import Deployment
         from .receivers import deployment_saved
+        from .selectors import live_versions_of_template
 
         post_save.connect(deployment_saved, sender=Deployment, dispatch_uid="deploy.deployment_publish")
+        # A run's page compares it with the versions of its template live in the user's scenes.
+        live_models_provide(live_versions_of_template)

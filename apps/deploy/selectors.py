@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
+from apps.training.live_models import LiveModel
 from mlab_client.routing import owners_from_ranges
 from mlabsite.roles import BUSINESS_DEVELOPERS
 
@@ -46,6 +47,77 @@ def scene_owner_candidates(*, scene: Scene | None = None) -> QuerySet:
     return users.filter(chosen).distinct().order_by("username")
 
 
+def scene_for_run(*, scenes: QuerySet[Scene], template_id: int) -> Scene | None:
+    """The scene a run most likely joins: among ``scenes``, the one whose newest version came from the same
+    template, else the only one."""
+    latest = (
+        ModelVersion.objects.filter(scene__in=scenes, run__template_id=template_id)
+        .select_related("scene")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if latest is not None:
+        return latest.scene
+    only = list(scenes[:2])
+    return only[0] if len(only) == 1 else None
+
+
+def config_shares(content: dict) -> dict[int, float]:
+    """Each version's share of the units (0 to 1) in a published config's bucket allocation."""
+    shares: dict[int, float] = {}
+    buckets = content.get("buckets") or 10_000
+    for start, end, version in content.get("allocation", []):
+        shares[version] = shares.get(version, 0.0) + (end - start) / buckets
+    return shares
+
+
+def percent_text(share: float) -> str:
+    """A share of units (0.8) as a percentage of the split (80%, 12.5%)."""
+    return f"{round(share * 100, 2):g}%"
+
+
+def traffic_summary(shares: dict[int, float], pinned: int) -> str:
+    """Traffic in words: "v1 80% · v3 20% · 1 pinned unit" (versions with no share left out)."""
+    parts = [f"v{version} {percent_text(share)}" for version, share in sorted(shares.items()) if share > 0]
+    if pinned:
+        parts.append(f"{pinned:,} pinned unit" + ("s" if pinned != 1 else ""))
+    return " · ".join(parts) or "no traffic"
+
+
+def config_summary(content: dict) -> str:
+    """The traffic of a published config in words (see ``traffic_summary``)."""
+    return traffic_summary(config_shares(content), len(content.get("overrides") or {}))
+
+
+def deployment_summary(deployment: Deployment) -> str:
+    """The traffic a deployment asks for, in words (see ``traffic_summary``)."""
+    shares = {row["version"]: row["weight"] / 100 for row in deployment.splits}
+    return traffic_summary(shares, len(deployment.overrides or {}))
+
+
+def live_versions_of_template(*, template_id: int, user) -> list[LiveModel]:
+    """The versions serving a share of the units in ``user``'s scenes that were trained from the template
+    ``template_id`` (what a run of that template is compared with), scene by scene, largest share first."""
+    scenes = {scene.pk: scene for scene in scene_list(user=user) if getattr(scene, "config", None)}
+    live = []
+    versions = ModelVersion.objects.filter(scene_id__in=scenes, run__template_id=template_id).order_by("version")
+    for version in versions:
+        scene = scenes[version.scene_id]
+        share = config_shares(scene.config.content).get(version.version, 0.0)
+        if share > 0:
+            live.append(
+                LiveModel(
+                    scene_id=scene.pk,
+                    scene=scene.name,
+                    version=version.version,
+                    share=share,
+                    run_id=version.run_id,
+                    metrics=version.metrics or {},
+                )
+            )
+    return sorted(live, key=lambda model: (model.scene, -model.share))
+
+
 def model_version_list(*, scene: Scene) -> QuerySet[ModelVersion]:
     return (
         ModelVersion.objects.filter(scene=scene)
@@ -78,8 +150,9 @@ class RevisionDiff:
     moved_buckets: int | None  # buckets that changed version, when both configs were published
 
     @property
-    def moved_percent(self) -> float | None:
-        return None if self.moved_buckets is None else self.moved_buckets / 100
+    def moved_text(self) -> str:
+        """The share of units that changed version, as people read it: 40%, 0.5%, —."""
+        return "—" if self.moved_buckets is None else percent_text(self.moved_buckets / 10_000)
 
 
 def deployment_diff(
@@ -121,6 +194,8 @@ def scene_history(*, scene: Scene) -> list[dict]:
     which allocation) it was published."""
     deployments = list(deployment_list(scene=scene).order_by("revision"))
     published = {rev.revision: rev for rev in config_revision_list(scene=scene)}
+    live = max(published, default=0)
+    newest = deployments[-1].revision if deployments else 0
     rows, previous, previous_allocation = [], None, None
     for deployment in deployments:
         history = published.get(deployment.revision)
@@ -131,12 +206,23 @@ def scene_history(*, scene: Scene) -> list[dict]:
             old_allocation=previous_allocation if previous is not None else ([] if allocation is not None else None),
             new_allocation=allocation,
         )
-        rows.append({"deployment": deployment, "published": history, "diff": diff})
+        state = _publication_state(deployment.revision, history is not None, live=live, newest=newest)
+        rows.append({"deployment": deployment, "published": history, "diff": diff, "state": state})
         previous = deployment
         if allocation is not None:
             previous_allocation = allocation
     rows.reverse()
     return rows
+
+
+def _publication_state(revision: int, published: bool, *, live: int, newest: int) -> str:
+    """Where a revision stands: live, was live, publishing (the newest, on its way), or skipped (a newer one
+    went live first: publication always publishes the newest revision)."""
+    if published:
+        return "live" if revision == live else "was live"
+    if revision == newest and revision > live:
+        return "publishing"
+    return "skipped"
 
 
 CLIENT_TOKEN_CACHE_SECONDS = 5.0

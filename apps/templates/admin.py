@@ -8,32 +8,19 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
 from mlabsite.formfields import JSON_FORMFIELD_OVERRIDES
 
+from .chain import allowed_text, chain_svg, template_nodes
 from .models import AlgorithmTemplate, TemplateNode
 from .nodes import Group, Param, registry
 from .selectors import template_changeable_list, template_list, template_may_change
 from .services import template_node_delete, template_node_save
 from .validation import chain_errors, template_chain_errors
-
-
-def _range_text(param: Param) -> str:
-    if param.choices:
-        return " | ".join(param.choices)
-    if param.min is None and param.max is None:
-        return ""
-    low = "—" if param.min is None else _bound_text(param.min)
-    high = "—" if param.max is None else _bound_text(param.max)
-    return f"{'(' if param.exclusive_min else '['}{low}, {high}{')' if param.exclusive_max else ']'}"
-
-
-def _bound_text(bound: float | str) -> str:
-    return bound if isinstance(bound, str) else f"{bound:g}"  # a date, or a number
 
 
 def _flags(node: TemplateNode, param: Param) -> str:
@@ -71,7 +58,7 @@ def parameters_table(node: TemplateNode) -> str:
                     p.label,
                     p.type.value,
                     "" if p.secret else json.dumps(node.effective_value(p.name)),
-                    _range_text(p),
+                    allowed_text(p),
                     p.pai_name or "",
                     _flags(node, p),
                     p.help,
@@ -105,17 +92,16 @@ class TemplateNodeFormSet(forms.BaseInlineFormSet):
 
 
 class TemplateNodeInline(admin.StackedInline):
+    """Editing the chain, for those who may change the template (its owner, a superuser). Everyone else sees
+    the chain as a picture with each node's parameters in words (``chain.py``)."""
+
     model = TemplateNode
     formset = TemplateNodeFormSet
     formfield_overrides = JSON_FORMFIELD_OVERRIDES
     extra = 0
-    fields = ["position", "key", "node_type", "overrides", "locked", "parameters"]
-    readonly_fields = ["parameters"]
+    fields = ["position", "key", "node_type", "overrides", "locked"]
     ordering = ["position"]
-
-    @admin.display(description="Parameters")
-    def parameters(self, node: TemplateNode) -> str:
-        return parameters_table(node) if node.pk else "Save to see this node's parameters."
+    verbose_name_plural = "Edit the nodes (presets and locks as JSON)"
 
 
 @admin.register(AlgorithmTemplate)
@@ -133,6 +119,20 @@ class AlgorithmTemplateAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return template_list(user=request.user)
+
+    def get_inlines(self, request, obj=None):
+        # Those who may not change the template read its nodes in the chain picture's panels, not as JSON.
+        if obj is not None and not template_may_change(request.user, obj):
+            return []
+        return super().get_inlines(request, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        template = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if template is not None:
+            nodes = template_nodes(template)
+            context.update(chain_nodes=nodes, chain_svg=chain_svg(nodes))
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and not template_may_change(request.user, obj):
@@ -220,6 +220,33 @@ class TemplateNodeAdmin(admin.ModelAdmin):
         visible = template_list(user=request.user).values("pk")
         return super().get_queryset(request).filter(template__in=visible).select_related("template")
 
+    # Nodes one by one are for superusers: a business developer edits the nodes of their own templates on the
+    # template's page, and reads every other template's nodes there. These views are neither listed for them
+    # nor reachable (403). The permission rules below still decide what may change, e.g. whether deleting a
+    # template may delete its nodes.
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def _node_views_allowed(self, request) -> None:
+        if not request.user.is_superuser:
+            raise PermissionDenied("Nodes are edited on their template's page.")
+
+    def changelist_view(self, request, extra_context=None):
+        self._node_views_allowed(request)
+        return super().changelist_view(request, extra_context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        self._node_views_allowed(request)
+        return super().add_view(request, form_url, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._node_views_allowed(request)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._node_views_allowed(request)
+        return super().history_view(request, object_id, extra_context)
+
     def has_change_permission(self, request, obj=None):
         if obj is not None and not template_may_change(request.user, obj.template):
             return False
@@ -239,6 +266,7 @@ class TemplateNodeAdmin(admin.ModelAdmin):
         template_node_save(node=obj)
 
     def delete_view(self, request, object_id, extra_context=None):
+        self._node_views_allowed(request)
         node = self.get_object(request, object_id)
         if node is not None and self.has_delete_permission(request, node):
             errors = template_chain_errors(node.template, removed=node)

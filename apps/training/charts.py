@@ -109,3 +109,44 @@ def histogram_svg(histogram: Mapping[str, Sequence[float]], *, title: str = "Res
         f'<text x="{PAD + PLOT}" y="{PLOT + PAD + 14}" text-anchor="end">{edges[-1]:.3g}</text>'
         "</svg>"
     )
+
+
+# Colours of the series of a comparison (up to five runs), distinguishable in light and dark themes.
+SERIES_COLOURS = ("#2f6fdf", "#e0701a", "#2a9d4a", "#c0392b", "#8e44ad")
+
+
+def roc_overlay_svg(curves: Sequence[tuple[str, Mapping[str, Sequence[float]], float | None]]) -> SafeString:
+    """Several ROC curves on one chart, one colour per run, with a legend: ``(label, roc, auc)`` each."""
+    drawn = [(label, roc, auc) for label, roc, auc in curves if len(roc.get("fpr", [])) >= 2]
+    if not drawn:
+        return SafeString("")
+    size, legend_row = PLOT, 16
+    height = size + 2 * PAD + legend_row * len(drawn)
+    lines, legend = [], []
+    for index, (label, roc, auc) in enumerate(drawn):
+        colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
+        points = " ".join(
+            f"{_fmt(PAD + x * size)},{_fmt(PAD + (1 - y) * size)}" for x, y in zip(roc["fpr"], roc["tpr"], strict=False)
+        )
+        lines.append(f'<polyline points="{points}" class="mlab-chart-series" stroke="{colour}" data-series="{index}"/>')
+        y = size + 2 * PAD + legend_row * index + 4
+        text = f"{label}" + (f" · AUC {auc:.3f}" if auc is not None else "")
+        legend.append(
+            f'<rect x="{PAD}" y="{y - 9}" width="12" height="4" fill="{colour}"/>'
+            f'<text x="{PAD + 18}" y="{y}">{escape(text)}</text>'
+        )
+    ticks = "".join(
+        f'<text x="{_fmt(PAD + t * size)}" y="{PAD + size + 14}" text-anchor="middle">{t:g}</text>'
+        f'<text x="{PAD - 6}" y="{_fmt(PAD + (1 - t) * size + 4)}" text-anchor="end">{t:g}</text>'
+        for t in (0, 0.5, 1)
+    )
+    return mark_safe(
+        f'<svg class="mlab-chart" role="img" aria-label="ROC curves compared" viewBox="0 0 {WIDTH} {height}" '
+        f'width="{WIDTH}" height="{height}" data-chart="roc-overlay"><title>ROC curves compared</title>'
+        f'<text x="{WIDTH / 2}" y="16" text-anchor="middle" class="mlab-chart-title">ROC curves</text>'
+        f'<rect x="{PAD}" y="{PAD}" width="{size}" height="{size}" class="mlab-chart-frame"/>'
+        f'<line x1="{PAD}" y1="{PAD + size}" x2="{PAD + size}" y2="{PAD}" class="mlab-chart-chance"/>'
+        f"{''.join(lines)}{ticks}"
+        f'<text x="{WIDTH / 2}" y="{size + PAD + 30}" text-anchor="middle">false positive rate</text>'
+        f"{''.join(legend)}</svg>"
+    )

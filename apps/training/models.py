@@ -71,6 +71,10 @@ class TrainingRun(models.Model):
 
     template = models.ForeignKey("algo_templates.AlgorithmTemplate", on_delete=models.PROTECT, related_name="runs")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_runs")
+    name = models.CharField(
+        max_length=120, blank=True, help_text="A name to find the run by, e.g. “gbdt, 80 trees, October data”."
+    )
+    note = models.TextField(blank=True, max_length=4000, help_text="What was tried, and what came of it.")
     engine = models.CharField(max_length=8, choices=Engine.choices, default=Engine.LOCAL)
     datasource = models.ForeignKey(DataSource, on_delete=models.PROTECT, related_name="runs")
     params = models.JSONField(help_text="Validated parameters per node, secrets masked.")
@@ -112,7 +116,7 @@ class TrainingRun(models.Model):
         indexes = [models.Index(fields=["owner", "-created_at"])]
 
     def __str__(self) -> str:
-        return f"Run {self.pk} ({self.status})"
+        return f"Run {self.pk}" + (f" · {self.name}" if self.name else "")
 
     @property
     def is_finished(self) -> bool:

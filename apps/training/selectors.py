@@ -9,8 +9,8 @@ from django.db.models import QuerySet
 
 from .datasources import Schema, backend_for, column_kind
 from .models import DataSource, TrainingRun, TrainingRunEvent
-from .schema_cache import schema_cached, schema_introspect
-from .sql import count_query, limited, render
+from .schema_cache import Profile, profile_cached, profile_compute, schema_cached, schema_introspect
+from .sql import SchemaAllowList, count_query, limited, render
 
 
 def datasource_list() -> QuerySet[DataSource]:
@@ -30,6 +30,21 @@ def datasource_schema(*, datasource: DataSource) -> Schema:
     """
     cached = schema_cached(datasource)
     return cached if cached is not None else schema_introspect(datasource)
+
+
+def datasource_profile(*, datasource: DataSource) -> Profile:
+    """Each table's row count, partition column and its first and last day, and its integer columns with few
+    distinct values: from the cache, else computed on the source with generated SQL and cached like the schema.
+    A table that cannot be profiled says why in its ``error``. Raises a DataSourceError when the schema cannot
+    be read."""
+    cached = profile_cached(datasource)
+    return cached if cached is not None else profile_compute(datasource, datasource_schema(datasource=datasource))
+
+
+def datasource_allowlist(*, datasource: DataSource, profile: Profile | None = None) -> SchemaAllowList:
+    """The source's allow-list, with the integer columns its profile found to have few values."""
+    few = {(table, column) for table, entry in (profile or {}).items() for column in entry.get("few_values") or []}
+    return SchemaAllowList(datasource_schema(datasource=datasource), few_values=frozenset(few))
 
 
 def schema_tables(schema) -> list[dict]:
@@ -87,6 +102,11 @@ def training_run_list(*, user) -> QuerySet[TrainingRun]:
     the admin, and the deploy app when a run is registered as a version."""
     qs = TrainingRun.objects.select_related("template", "datasource", "owner")
     return qs if user.is_superuser else qs.filter(owner=user)
+
+
+def training_run_may_describe(*, run: TrainingRun, user) -> bool:
+    """Whether ``user`` may name the run and write its note: its owner, or a superuser."""
+    return user.is_superuser or run.owner_id == user.pk
 
 
 def training_run_get(*, user, run_id: int) -> TrainingRun:

@@ -52,7 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "mlabsite.static_files.StaticFilesMiddleware",  # WhiteNoise, streaming asynchronously under ASGI
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -70,7 +70,8 @@ ASGI_APPLICATION = "mlabsite.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project-wide admin templates (the header's links, the index's "Start here"), before the apps' own.
+        "DIRS": [BASE_DIR / "mlabsite" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -213,6 +214,8 @@ SPECTACULAR_SETTINGS = {
         "DataSourceKindEnum": "apps.training.models.DataSource.Kind",
         "RunEngineEnum": "apps.training.models.TrainingRun.Engine",
     },
+    # The public routes served by plain Django views (config, artifact, healthz), described without touching them.
+    "PREPROCESSING_HOOKS": ["mlabsite.openapi.document_plain_views"],
     "SERVE_AUTHENTICATION": [
         "rest_framework.authentication.SessionAuthentication",
         "mlabsite.api_access.ApiTokenAuthentication",
@@ -251,14 +254,47 @@ MLAB_DATASOURCE_TLS_PATHS = [
 DEFAULT_EXCEPTION_REPORTER_FILTER = "mlabsite.error_reports.SecretMaskingFilter"
 DEFAULT_EXCEPTION_REPORTER = "mlabsite.error_reports.SecretMaskingReporter"
 
+# The terminal shows warnings and errors (MLAB_LOG_LEVEL=INFO shows everything there too); every process (web,
+# worker, scheduler, commands) appends INFO and above to var/log/mlab.log.
+LOG_DIR = VAR_DIR / "log"
+LOG_DIR.mkdir(exist_ok=True)
+MLAB_LOG_LEVEL = env.str("MLAB_LOG_LEVEL", default="WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"mask_secrets": {"()": "mlabsite.error_reports.SecretMaskingLogFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_secrets"]}},
-    "root": {"handlers": ["console"], "level": env.str("MLAB_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"}},
+    "filters": {
+        "mask_secrets": {"()": "mlabsite.error_reports.SecretMaskingLogFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "level": MLAB_LOG_LEVEL,
+            "filters": ["mask_secrets"],
+        },
+        "file": {
+            "class": "logging.handlers.WatchedFileHandler",
+            "filename": str(LOG_DIR / "mlab.log"),
+            "formatter": "plain",
+            "level": "DEBUG" if MLAB_LOG_LEVEL == "DEBUG" else "INFO",
+            "filters": ["mask_secrets"],
+        },
+        # Django's own: errors mailed to ADMINS when DEBUG is off (the report masks secrets, see above).
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+        },
+    },
+    "root": {"handlers": ["console", "file"], "level": "DEBUG" if MLAB_LOG_LEVEL == "DEBUG" else "INFO"},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's own console handler would print each 4xx/5xx a second time: the root's handlers log it once,
+        # and errors are mailed to ADMINS as Django does by default.
+        "django": {"handlers": ["mail_admins"], "level": "INFO", "propagate": True},
+    },
 }
 
 # --- PAI training service (the pai engine) ----------------------------------------------------------

@@ -4,12 +4,16 @@
 // 2. With a data source chosen, the sample's column pickers offer only the columns of the chosen tables,
 //    and filters and joins are edited as rows of pickers. The rows write the same JSON the plain textarea
 //    posts, so the server sees one format either way.
+// 3. Columns pickers (checkboxes): a filter box, the count of ticked columns, and the ticked ones listed on
+//    top; a column another field of the node has chosen (the label) is not offered.
+// 4. After a submission with errors, the first error's tab opens and the page scrolls to it.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
   document.documentElement.classList.add("mlab-js");
   setUpTabs();
   setUpSourcePicker();
+  for (const picker of document.querySelectorAll(".mlab-columns")) setUpColumnsPicker(picker);
   const schemaNode = document.getElementById("mlab-schema");
   if (schemaNode) {
     const tables = JSON.parse(schemaNode.textContent);
@@ -32,6 +36,54 @@ function setUpTabs() {
     const withError = node.querySelector(".mlab-tab-panel .errors");
     if (withError) show(withError.closest(".mlab-tab-panel").id.replace(/^tab-/, ""));
   }
+  // Bring the first error into view: a field's own, else the form's.
+  const firstError = document.querySelector(".mlab-node .form-row.errors") || document.querySelector("#mlab-launch-form .errornote");
+  if (firstError) {
+    firstError.scrollIntoView({ block: "center" });
+    const input = firstError.querySelector("input:not([type=hidden]):not([disabled]), select:not([disabled]), textarea:not([disabled])");
+    if (input) input.focus({ preventScroll: true });
+  }
+}
+
+// A columns picker: ticking moves a column to the "selected" list on top, unticking puts it back under its
+// table in its place; the filter hides columns whose name does not match; the count follows.
+function setUpColumnsPicker(picker) {
+  const selected = picker.querySelector("[data-role=selected]");
+  const none = picker.querySelector(".mlab-columns-none");
+  const count = picker.querySelector(".mlab-columns-count strong");
+  const filter = picker.querySelector(".mlab-columns-filter");
+  const tableBox = (name) => picker.querySelector(`.mlab-columns-table[data-table="${CSS.escape(name)}"]`);
+  const update = () => {
+    const ticked = picker.querySelectorAll("input[type=checkbox]:checked").length;
+    count.textContent = String(ticked);
+    none.hidden = ticked > 0;
+  };
+  const place = (label) => {
+    const box = label.querySelector("input").checked ? selected : tableBox(label.dataset.table);
+    if (!box) return; // a ticked column the source does not offer stays on top
+    if (box === selected) {
+      selected.insertBefore(label, none);
+      return;
+    }
+    const index = Number(label.dataset.index);
+    const after = [...box.querySelectorAll(".mlab-column")].find((other) => Number(other.dataset.index) > index);
+    box.insertBefore(label, after || null);
+  };
+  picker.addEventListener("change", (event) => {
+    if (event.target.type !== "checkbox") return;
+    place(event.target.closest(".mlab-column"));
+    update();
+  });
+  filter.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") event.preventDefault(); // filtering, not submitting the form
+  });
+  filter.addEventListener("input", () => {
+    const needle = filter.value.trim().toLowerCase();
+    for (const label of picker.querySelectorAll(".mlab-columns-table .mlab-column")) {
+      label.classList.toggle("mlab-filtered-out", needle !== "" && !label.textContent.toLowerCase().includes(needle));
+    }
+  });
+  update();
 }
 
 function setUpSourcePicker() {
@@ -93,14 +145,24 @@ function setUpSample(node, tables, operators) {
     return [...seen.values()];
   };
 
-  // Column pickers: show only the optgroups of the chosen tables (plus presets missing from the source).
+  // Column pickers: show only the columns of the chosen tables (plus presets missing from the source), and
+  // not the column a sibling field names (a feature picker leaves out the label).
   const filterPickers = () => {
     const chosen = new Set(chosenTables());
-    for (const select of node.querySelectorAll('[data-picker="column"], [data-picker="columns"]')) {
+    for (const select of node.querySelectorAll('select[data-picker="column"]')) {
       for (const group of select.querySelectorAll("optgroup")) {
         const visible = chosen.has(group.label) || !byName.has(group.label);
         group.hidden = !visible;
         group.disabled = !visible && !select.disabled;
+      }
+    }
+    for (const picker of node.querySelectorAll(".mlab-columns")) {
+      for (const box of picker.querySelectorAll(".mlab-columns-table")) box.hidden = !chosen.has(box.dataset.table);
+      const prefix = picker.dataset.name.split("__")[0];
+      const taken = (picker.dataset.excludes || "").split(" ").filter(Boolean)
+        .map((name) => node.querySelector(`[name="${prefix}__${name}"]`)?.value).filter(Boolean);
+      for (const label of picker.querySelectorAll(".mlab-columns-table .mlab-column")) {
+        label.hidden = taken.includes(label.querySelector("input").value);
       }
     }
   };
@@ -166,6 +228,7 @@ function setUpSample(node, tables, operators) {
     filterPickers();
     renderFilters();
   };
+  for (const select of node.querySelectorAll('select[data-picker="column"]')) select.addEventListener("change", filterPickers);
   tableField.addEventListener("change", () => {
     joins = joins.filter((j) => j.table !== tableField.value);
     if (joinsField) joinsField.value = JSON.stringify(joins);

@@ -1,11 +1,13 @@
 """Issue 11 item 1: template nodes were open to every business developer. Only a template's owner (or a
 superuser; built-in templates: superusers only) changes its nodes, every change keeps the chain runnable, the
-node form offers only templates the user may change, and bulk delete deletes only the user's own templates."""
+node form offers only templates the user may change, and bulk delete deletes only the user's own templates.
+Issue 14: the node views themselves are for superusers; an owner edits their nodes on the template's page."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
@@ -66,28 +68,61 @@ def test_a_business_developer_cannot_change_or_delete_nodes_of_builtin_or_others
         assert TemplateNode.objects.filter(pk=evaluate.pk).exists()
 
 
-def test_the_owner_changes_their_node_but_no_change_may_break_the_chain(client, business_user, own_template):
+def _template_form(template: AlgorithmTemplate, **node_changes) -> dict:
+    """The template page's form as posted: the template's fields and its nodes inline (``node_changes``: node key
+    → the fields to change, or None to delete that node)."""
+    nodes = list(template.nodes.order_by("position"))
+    data = {
+        "slug": template.slug,
+        "name": template.name,
+        "description": template.description,
+        "task_type": template.task_type,
+        "owner": template.owner_id or "",
+        **({"published": "on"} if template.published else {}),
+        "nodes-TOTAL_FORMS": str(len(nodes)),
+        "nodes-INITIAL_FORMS": str(len(nodes)),
+        "nodes-MIN_NUM_FORMS": "0",
+        "nodes-MAX_NUM_FORMS": "1000",
+    }
+    for index, node in enumerate(nodes):
+        fields = {
+            "id": node.pk,
+            "template": template.pk,
+            "position": node.position,
+            "key": node.key,
+            "node_type": node.node_type,
+            "overrides": json.dumps(node.overrides),
+            "locked": json.dumps(node.locked),
+        }
+        change = node_changes.get(node.key, {})
+        if change is None:
+            fields["DELETE"] = "on"
+        else:
+            fields.update(change)
+        data.update({f"nodes-{index}-{name}": value for name, value in fields.items()})
+    return data
+
+
+def test_the_owner_changes_their_node_on_the_template_page_but_no_change_may_break_the_chain(
+    client, business_user, own_template
+):
     client.force_login(business_user)
     sample = _node(own_template, "sample")
-    response = client.post(reverse("admin:algo_templates_templatenode_change", args=[sample.pk]), _node_form(sample))
+    for url in (
+        reverse("admin:algo_templates_templatenode_change", args=[sample.pk]),
+        reverse("admin:algo_templates_templatenode_add"),
+        reverse("admin:algo_templates_templatenode_delete", args=[sample.pk]),
+    ):
+        assert client.post(url, _node_form(sample)).status_code == 403  # the node views are not theirs
+    page = reverse("admin:algo_templates_algorithmtemplate_change", args=[own_template.pk])
+    response = client.post(page, _template_form(own_template, sample={"overrides": '{"positive_value": "0"}'}))
     assert response.status_code == 302
     sample.refresh_from_db()
     assert sample.overrides == {"positive_value": "0"}
 
-    evaluate = _node(own_template, "evaluate")
-    response = client.post(reverse("admin:algo_templates_templatenode_delete", args=[evaluate.pk]), {"post": "yes"})
-    assert response.status_code == 302
-    assert TemplateNode.objects.filter(pk=evaluate.pk).exists()
-    assert "exactly one evaluation node" in " ".join(m.message for m in get_messages(response.wsgi_request))
-
-    train = _node(own_template, "train")
-    second = {**_node_form(train, key="train_again", position=5), "overrides": "{}"}
-    response = client.post(reverse("admin:algo_templates_templatenode_add"), second)
-    assert response.status_code == 200 and "exactly one training node" in response.content.decode()
-    response = client.post(
-        reverse("admin:algo_templates_templatenode_change", args=[train.pk]),
-        {**_node_form(train, node_type="evaluate.binary"), "overrides": "{}"},
-    )
+    response = client.post(page, _template_form(own_template, evaluate=None))
+    assert response.status_code == 200 and "exactly one evaluation node" in response.content.decode()
+    response = client.post(page, _template_form(own_template, train={"node_type": "evaluate.binary"}))
     assert response.status_code == 200 and "exactly one" in response.content.decode()
     assert own_template.nodes.count() == 3 and _node(own_template, "train").node_type == "train.gbdt"
 
@@ -100,11 +135,13 @@ def test_a_superuser_may_change_builtin_nodes_but_not_break_their_chain(client, 
 
 
 def test_the_node_form_offers_only_templates_the_user_may_change(
-    client, business_user, builtin_templates, own_template, others_template
+    client, django_user_model, business_user, builtin_templates, own_template, others_template
 ):
     client.force_login(business_user)
+    assert client.get(reverse("admin:algo_templates_templatenode_add")).status_code == 403
+    client.force_login(django_user_model.objects.create_superuser("root", password="x"))
     form = client.get(reverse("admin:algo_templates_templatenode_add")).context["adminform"].form
-    assert list(form.fields["template"].queryset) == [own_template]
+    assert set(form.fields["template"].queryset) == {own_template, others_template, *builtin_templates.values()}
 
 
 def test_bulk_delete_refuses_a_batch_holding_templates_that_are_not_yours(

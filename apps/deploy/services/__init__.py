@@ -9,7 +9,7 @@ from .predict import (
     VersionNotScorable,
     scene_predict,
 )
-from .publication import PublishResult, publication_enqueue, publication_sweep, scene_publish
+from .publication import PublishResult, publication_enqueue, publication_inline, publication_sweep, scene_publish
 from .scenes import client_token_create, client_token_digest, client_token_revoke, scene_create, scene_update
 from .versions import model_version_register, model_version_register_or_get, scene_run_register
 
@@ -28,6 +28,7 @@ __all__ = [
     "model_version_register",
     "model_version_register_or_get",
     "publication_enqueue",
+    "publication_inline",
     "publication_sweep",
     "scene_create",
     "scene_predict",

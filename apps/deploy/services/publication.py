@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -72,9 +74,27 @@ def lock_name(scene_id: int) -> str:
     return f"publish:scene:{scene_id}"
 
 
+_publish_inline: ContextVar[bool] = ContextVar("mlab_publish_inline", default=False)
+
+
+@contextmanager
+def publication_inline() -> Iterator[None]:
+    """Within this block, a deployment is published in this process when its transaction commits, instead of by
+    a job on the queue: for doors that publish and report the result at once (``mlab_demo``, ``deploy --publish``).
+    No publish job is left behind for a revision that is already published."""
+    token = _publish_inline.set(True)
+    try:
+        yield
+    finally:
+        _publish_inline.reset(token)
+
+
 def publication_enqueue(scene_id: int) -> None:
-    """Enqueue the publish job of a scene (called on commit). When Redis refuses, the failure is logged and
-    ``publication_sweep`` publishes the scene later."""
+    """Enqueue the publish job of a scene (called on commit), or publish it now inside ``publication_inline``.
+    When Redis refuses the job, the failure is logged and ``publication_sweep`` publishes the scene later."""
+    if _publish_inline.get():
+        scene_publish(scene_id=scene_id)
+        return
     try:
         enqueue_scene_publish(scene_id)
     except RedisError as exc:

@@ -12,6 +12,7 @@ from django.utils.html import escape
 from apps.deploy.admin import register_run_url
 from apps.deploy.models import ClientToken, ConfigEntry, Deployment, ModelVersion, Scene
 from apps.deploy.services import client_token_digest, deployment_create, scene_create, scene_publish
+from apps.training.humanize import human_size
 from apps.training.models import TrainingRun
 from mlabsite.roles import BUSINESS_DEVELOPERS, role_group
 
@@ -51,19 +52,20 @@ def test_the_scene_page_shows_versions_side_by_side_config_and_history(alice, sc
     for version in versions:  # one row per version, with its metric, size, lineage
         assert f'data-version="{version.version}"' in html and version.sha256[:12] in html
         assert f"run {version.run_id}" in html and "Binary classification · logistic regression" in html
-    assert "<th>auc</th>" in html and f"{versions[0].size} B" in html
+    assert re.search(r'<td class="mlab-key-metric">AUC <strong>0\.8\d\d</strong>', html)
+    assert human_size(versions[0].size) in html
     assert 'name="split-weight_1" value="50"' in html and 'name="split-weight_3" value="0"' in html
     assert re.search(r'class="mlab-published-revision">2<', html)
     entry = ConfigEntry.objects.get(scene=scene)
     assert escape(entry.etag) in html and "&quot;allocation&quot;" in html
-    assert "v1: 90% → 50%" in html and "v2: 10% → 50%" in html and "40.00%" in html  # diff and units moved
+    assert "v1: 90% → 50%" in html and "v2: 10% → 50%" in html and ">40%<" in html  # diff and units moved
     assert 'value="Roll back to r1"' in html and 'value="Roll back to r2"' not in html
 
 
 def test_the_split_editor_publishes_a_new_revision(alice, scene, versions, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
         response = alice.post(deploy_url(scene), split_post({1: 80, 2: 20, 3: 0}, "vip-1 = 3\n\nvip-2=2", "canary"))
-    assert response.status_code == 302 and response["Location"].endswith("#history")
+    assert response.status_code == 302 and response["Location"].endswith("#published")
     deployment = Deployment.objects.get(scene=scene)
     assert deployment.splits == [{"version": 1, "weight": 80}, {"version": 2, "weight": 20}]
     assert deployment.overrides == {"vip-1": 3, "vip-2": 2} and deployment.comment == "canary"
@@ -167,3 +169,84 @@ def test_deleting_a_client_token_in_the_admin_revokes_it(alice, scene, user):
     token, key = client_token_create(name="old-server", scenes=[scene], user=user)
     response = alice.post(reverse("admin:deploy_clienttoken_delete", args=[token.pk]), {"post": "yes"})
     assert response.status_code == 302 and not ClientToken.objects.exists()
+
+
+def _live(html: str) -> str:
+    return re.search(r'<section class="module mlab-section mlab-live" id="live">(.*?)</section>', html, re.S).group(1)
+
+
+def test_what_is_live_reads_in_words_and_a_revision_on_its_way_says_publishing(alice, scene, versions, user):
+    deployment_create(
+        scene=scene, splits=[{"version": 1, "weight": 80}, {"version": 3, "weight": 20}], overrides={"vip-7": 2},
+        user=user,
+    )  # fmt: skip
+    scene_publish(scene_id=scene.pk)
+    live = _live(alice.get(scene_url(scene)).content.decode())
+    assert re.search(r'id="mlab-live-split">v1 80% · v3 20% · 1 pinned unit<', live)
+    assert re.search(r"<details class=\"mlab-raw-config\">", live)  # the raw config, folded
+    row = re.search(
+        r'<tr data-version="1" class="mlab-version-row">(.*?)</tr>', alice.get(scene_url(scene)).content.decode(), re.S
+    )
+    assert ">80%<" in row.group(1)
+
+    # Saved, not yet published (no worker): "publishing…", never "published: no".
+    response = alice.post(deploy_url(scene), split_post({1: 50, 2: 50, 3: 0}), follow=True)
+    html = response.content.decode()
+    live = _live(html)
+    assert "Revision 2 of seller-union-ctr saved (v1 50% · v2 50%); it is being published." in live  # where one looks
+    assert "Revision 2 (v1 50% · v2 50%) is publishing…" in live and 'data-publishing="2"' in html
+    assert re.search(r'<tr data-revision="2" data-state="publishing">.*?publishing…', html, re.S)
+    assert re.search(r'<tr data-revision="1" data-state="live">', html)
+    assert '<ul class="messagelist">' not in html  # the message shows once, in the live section
+
+    # Two revisions saved quickly: the older one is skipped, the newest publishes.
+    alice.post(deploy_url(scene), split_post({1: 100, 2: 0, 3: 0}))
+    scene_publish(scene_id=scene.pk)
+    html = alice.get(scene_url(scene)).content.decode()
+    assert re.search(r'<tr data-revision="2" data-state="skipped">', html)
+    assert re.search(r'<tr data-revision="3" data-state="live">', html) and "data-publishing" not in html
+    assert re.search(r'id="mlab-live-split">v1 100%<', html)
+
+
+def test_the_scene_settings_are_their_own_form_and_publish_nothing(alice, scene, versions, business_user):
+    html = alice.get(scene_url(scene)).content.decode()
+    settings = re.search(
+        r'<section class="module mlab-section mlab-scene-settings" id="scene-settings">(.*?)</section>', html, re.S
+    )
+    assert 'value="Save scene settings"' in settings.group(1) and "_continue" not in settings.group(1)
+    assert 'name="split-weight_1"' not in settings.group(1)
+    split = re.search(r'<section class="module mlab-section" id="split-editor">(.*?)</section>', html, re.S).group(1)
+    assert 'value="Publish this split as revision 1"' in split and "description" not in split
+    response = alice.post(scene_url(scene), {"description": "new words", "owners": [business_user.pk], "_save": "1"})
+    assert response.status_code == 302 and response["Location"].endswith("#scene-settings")
+    scene.refresh_from_db()
+    assert scene.description == "new words" and not Deployment.objects.exists()
+
+
+def test_register_preselects_the_scene_the_run_belongs_with(alice, scene, make_run, user):
+    scene_create(name="another", user=user)
+    run = make_run(seed=9)
+    form = alice.get(register_run_url(run.pk)).context["form"]
+    assert form.initial["scene"] is None  # two scenes, none with this template yet: the person chooses
+    alice.post(register_run_url(run.pk), {"scene": scene.pk})
+    second = make_run(seed=10)
+    assert alice.get(register_run_url(second.pk)).context["form"].initial["scene"] == scene
+
+
+def test_a_run_page_compares_the_run_with_the_versions_of_its_template_live_in_your_scenes(
+    alice, scene, make_run, user
+):
+    live_run = make_run(seed=1, metrics={"auc": 0.79, "log_loss": 0.36})
+    from apps.deploy.services import model_version_register
+
+    model_version_register(run=live_run, scene=scene, user=user)
+    deployment_create(scene=scene, splits=[{"version": 1, "weight": 100}], user=user)
+    scene_publish(scene_id=scene.pk)
+    challenger = make_run(seed=2, metrics={"auc": 0.81, "log_loss": 0.37})
+    html = alice.get(reverse("admin:training_trainingrun_change", args=[challenger.pk])).content.decode()
+    table = re.search(r'<table class="mlab-params mlab-live-compare" id="mlab-live-compare">(.*?)</table>', html, re.S)
+    text = re.sub(r"<[^>]+>", " ", table.group(1))
+    text = " ".join(text.split())
+    assert "seller-union-ctr v1" in text and "serves 100.0% of units" in text
+    assert "AUC 0.810 against 0.790: better by 0.020 (2.5%)" in text
+    assert "Log loss 0.370 against 0.360: worse by 0.010 (2.8%)" in text

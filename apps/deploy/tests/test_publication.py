@@ -13,7 +13,13 @@ from apps.artifacts.storage import artifact_cache_present
 from apps.deploy.configs import config_body, config_etag
 from apps.deploy.models import ConfigEntry, ConfigRevision
 from apps.deploy.notify import channel_prefix
-from apps.deploy.services import deployment_create, deployment_rollback, publication_sweep, scene_publish
+from apps.deploy.services import (
+    deployment_create,
+    deployment_rollback,
+    publication_inline,
+    publication_sweep,
+    scene_publish,
+)
 from apps.deploy.services.publication import FENCED, PUBLISHED, SUPERSEDED, UP_TO_DATE
 from mlab_client.routing import Router, owners_from_ranges
 
@@ -62,6 +68,20 @@ def test_a_committed_deployment_enqueues_one_job_that_publishes_it(
     )
     assert all(artifact_cache_present(v.artifact) for v in versions)
     assert Router.from_config(content).version_for("vip-7") == 3
+
+
+def test_inside_publication_inline_the_commit_publishes_and_queues_no_job(
+    scene, versions, user, run_jobs, django_capture_on_commit_callbacks
+):
+    """What mlab_demo and `deploy --publish` do: publish at once, and leave no job for a worker to find done."""
+    with publication_inline(), django_capture_on_commit_callbacks(execute=True):
+        deployment = _deploy(scene, user, {1: 80, 2: 20})
+    assert ConfigEntry.objects.get(scene=scene).revision == deployment.revision
+    assert run_jobs() == []
+    with django_capture_on_commit_callbacks(execute=True):  # outside the block: queued as before
+        _deploy(scene, user, {1: 100})
+    (job,) = run_jobs()
+    assert job.return_value()["outcome"] == PUBLISHED
 
 
 def test_publishing_again_is_a_no_op(scene, versions, user):

@@ -65,12 +65,15 @@ def test_split_editor_publish_history_and_one_click_rollback(
     page.goto(f"{live_server.url}/admin/deploy/scene/{scene.pk}/change/")
 
     # Every version side by side, with its lineage, metric and checksum.
-    rows = page.locator("table.mlab-versions tbody tr")
+    rows = page.locator("table.mlab-versions tbody tr.mlab-version-row")
     assert rows.count() == 3
     for version in versions:
         row = page.locator(f"table.mlab-versions tr[data-version='{version.version}']")
-        assert version.sha256[:12] in row.inner_text() and f"run {version.run_id}" in row.inner_text()
-        assert row.locator("td.mlab-num").first.inner_text() == f"{version.metrics['auc']:.4f}"
+        details = page.locator(f"table.mlab-versions tr[data-details-of='{version.version}']")
+        assert f"run {version.run_id}" in row.inner_text() and not details.is_visible()
+        row.locator(".mlab-details-toggle").click()  # the rest of the version, in its details row
+        assert details.is_visible() and version.sha256 in details.inner_text()
+        assert row.locator("td.mlab-key-metric").inner_text().startswith(f"AUC {version.metrics['auc']:.3f}")
     assert "Nothing published yet" in page.locator("#published").inner_text()
 
     # A bad split: the running total says so while typing, and the server names the problem on the split.
@@ -79,6 +82,9 @@ def test_split_editor_publish_history_and_one_click_rollback(
     page.click("input[name=_deploy]")
     assert "Nothing was published" in page.locator("#content-main > .errornote").inner_text()
     assert "The weights must sum to 100; they sum to 90." in page.locator("#split-errors").inner_text()
+    assert page.locator("#split-errors").evaluate(  # the page scrolled to it
+        "e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+    )
     assert page.locator("input[name=split-weight_1]").input_value() == "80"  # what was typed is kept
     # A weight that is wrong by itself is named on its own row.
     set_split(page, {1: 100, 2: -5, 3: 0})
@@ -98,8 +104,12 @@ def test_split_editor_publish_history_and_one_click_rollback(
     page.fill("input[name=split-comment]", "typed while publishing")
     wait_until_live(page, 1)
     assert page.locator("input[name=split-comment]").input_value() == "typed while publishing"
-    live_shares = page.locator("table.mlab-versions td.mlab-num:last-child").all_inner_texts()
-    assert live_shares == ["90.00%", "10.00%", "—"]
+    assert page.locator("#split-editor .mlab-live-now").all_inner_texts() == ["90%", "10%", "—"]
+    live_shares = page.locator("table.mlab-versions td.mlab-share").all_inner_texts()
+    assert live_shares == ["90%", "10% + 1 pinned", "—"]
+    assert page.locator("#mlab-live-split").inner_text() == "v1 90% · v2 10% · 1 pinned unit"
+    assert not page.locator("#mlab-config").is_visible()  # the raw config is folded away
+    page.click("#published details.mlab-raw-config summary")
     config = json.loads(page.locator("#mlab-config").inner_text())
     assert config["revision"] == 1 and config["overrides"] == {"vip-7": 2}
     assert shares(config) == {1: 9000, 2: 1000}
@@ -112,7 +122,7 @@ def test_split_editor_publish_history_and_one_click_rollback(
     wait_until_live(page, 2)
     latest = page.locator("table.mlab-history tr[data-revision='2']")
     assert "v1: 90% → 50%" in latest.inner_text() and "v2: 10% → 50%" in latest.inner_text()
-    assert "alice" in latest.inner_text() and "40.00%" in latest.inner_text()  # units moved
+    assert "alice" in latest.inner_text() and "40%" in latest.inner_text()  # units moved
     first = page.locator("table.mlab-history tr[data-revision='1']")
     assert "canary of v2" in first.inner_text()
     assert latest.locator("input[type=submit]").count() == 0  # the newest revision has nothing to roll back to
@@ -124,7 +134,8 @@ def test_split_editor_publish_history_and_one_click_rollback(
     wait_until_live(page, 3)
     rollback_row = page.locator("table.mlab-history tr[data-revision='3']")
     assert "rollback to r1" in rollback_row.inner_text() and "live" in rollback_row.inner_text()
-    shown = json.loads(page.locator("#mlab-config").inner_text())
+    assert page.locator("#mlab-live-split").inner_text() == "v1 90% · v2 10% · 1 pinned unit"
+    shown = json.loads(page.locator("#mlab-config").text_content())
     received = client_config(live_server, scene, key)
     assert received == shown and received["revision"] == 3
     assert shares(received) == {1: 9000, 2: 1000} and received["overrides"] == {"vip-7": 2}

@@ -150,6 +150,10 @@ class Param:
     secret: bool = False  # True: never serialized, never logged, never shown back
     engines: tuple[str, ...] = ("local", "pai")
     max_items: int | None = None
+    # Column pickers: the kinds of column offered (empty: every column; see ColumnAllowList.column_traits), and
+    # sibling parameters whose chosen column is not offered (a feature picker leaves out the label).
+    accepts: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -373,6 +377,12 @@ class Param:
         }
 
 
+# The traits of a column that pickers filter on (``Param.accepts``): its kind, and FEW_VALUES for an integer
+# column with few distinct values (a category in disguise, e.g. a city tier stored as 1..4).
+NUMBER, BOOLEAN, TEXT, DATE, TIMESTAMP = "number", "boolean", "text", "date", "timestamp"
+FEW_VALUES = "few_values"
+
+
 class ColumnAllowList(Protocol):
     """The chosen data source's tables and columns, as validation asks for them.
 
@@ -383,6 +393,11 @@ class ColumnAllowList(Protocol):
     @property
     def columns(self) -> Mapping[str, Mapping[str, str]]:
         """Table name → {column: type}: what pickers offer."""
+        ...
+
+    def column_traits(self, table: str, column: str) -> frozenset[str]:
+        """The column's kind (NUMBER, BOOLEAN, TEXT, DATE, TIMESTAMP or another word), plus FEW_VALUES when it is
+        an integer column with few distinct values."""
         ...
 
     def check_sample(self, cleaned: Mapping[str, Any], task: str) -> None:

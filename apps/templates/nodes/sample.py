@@ -11,7 +11,11 @@ import datetime
 from typing import Any
 
 from .base import (
+    BOOLEAN,
     DATE_MAX,
+    FEW_VALUES,
+    NUMBER,
+    TEXT,
     Group,
     NodeKind,
     NodeType,
@@ -79,6 +83,8 @@ class SqlSample(NodeType):
             group=Group.FIELDS,
             pai_name="featureColNames",
             max_items=200,
+            accepts=(NUMBER, BOOLEAN),
+            excludes=("label",),
             help="Numeric columns the model learns from.",
         ),
         Param(
@@ -89,7 +95,10 @@ class SqlSample(NodeType):
             group=Group.FIELDS,
             pai_name="categoricalColNames",
             max_items=200,
-            help="Columns whose values are categories (one-hot encoded by a one-hot node).",
+            accepts=(TEXT, BOOLEAN, FEW_VALUES),
+            excludes=("label",),
+            help="Columns whose values are categories (one-hot encoded by a one-hot node): text, and whole numbers "
+            "with few distinct values.",
         ),
         Param(
             "partition_column",

@@ -19,10 +19,24 @@ def test_business_developer_opens_a_template_and_launch_page(demo, admin_login, 
     page = admin_login(DEMO_USERNAME, DEMO_PASSWORD)
     page.goto(f"{live_server.url}/admin/algo_templates/algorithmtemplate/")
     page.click("a:has-text('Binary classification · gradient-boosted trees')")
-    page.wait_for_selector("h4.mlab-group")
-    for group in ("Fields setting", "Parameters setting", "Execution tuning"):
-        assert page.locator(f"h4.mlab-group:has-text('{group}')").count() >= 1
-    assert page.locator("table.mlab-params >> text=treeCount").count() == 1
+    # The chain as a picture; the first node's parameters show, in their tabs.
+    page.wait_for_selector("svg.mlab-chain")
+    sample = page.locator(".mlab-chain-panel[data-node=sample]")
+    train = page.locator(".mlab-chain-panel[data-node=train]")
+    assert sample.is_visible() and not train.is_visible()
+    assert sample.locator("tr[data-param=label]").inner_text().split("\t")[1:3] == ["clicked", "preset locked"]
+    # A click on the training node shows its parameters; its tabs switch between parameters and tuning.
+    page.locator(".mlab-chain-node[data-node=train]").click()
+    assert train.is_visible() and not sample.is_visible()
+    assert [t.inner_text().rsplit(" ", 1)[0] for t in train.locator(".mlab-tab").all()] == [
+        "Parameters setting",
+        "Execution tuning",
+    ]
+    assert train.locator("tr[data-param=treeCount]").is_visible()
+    assert not train.locator("tr[data-param=coreNum]").is_visible()
+    train.locator(".mlab-tab:has-text('Execution tuning')").click()
+    assert train.locator("tr[data-param=coreNum]").is_visible()
+    assert page.url.endswith("#node-train")
 
     page.click("text=Launch training")
     page.wait_for_selector("#mlab-launch-form")

@@ -8,30 +8,59 @@ from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.templates.metrics import human_number
 from mlabsite.formfields import JSON_FORMFIELD_OVERRIDES
 
 from ..datasources import DataSourceError, column_kind
 from ..models import DataSource
-from ..selectors import datasource_schema
+from ..selectors import datasource_profile, datasource_schema
 from ..services import datasource_schema_refresh
 
 
-def schema_html(schema) -> str:
-    """Tables with their columns, types and kinds, as the Launch pickers will offer them."""
+def _profile_text(entry: dict | None) -> str:
+    if not entry:
+        return ""
+    if entry.get("error"):
+        return format_html("<span class='mlab-help'>{}</span>", entry["error"])
+    rows = format_html("<span class='mlab-badge mlab-table-rows'>{} rows</span>", human_number(entry.get("rows")))
+    if not entry.get("partition_column"):
+        return rows
+    return format_html(
+        "{}<span class='mlab-badge mlab-table-days'>{} from {} to {}</span>",
+        rows,
+        entry["partition_column"],
+        entry.get("first_day") or "—",
+        entry.get("last_day") or "—",
+    )
+
+
+def schema_html(schema, profile: dict | None = None) -> str:
+    """Tables with their row count and date range, then their columns, types and kinds, as the Launch pickers
+    will offer them."""
+    profile = profile or {}
     tables = format_html_join(
         "",
-        "<h4 class='mlab-group'>{} <span class='mlab-badge'>{} columns</span></h4>"
+        "<h4 class='mlab-group'>{} <span class='mlab-badge'>{} columns</span>{}</h4>"
         "<table class='mlab-params mlab-schema' data-table='{}'><thead><tr><th>column</th><th>type</th>"
         "<th>kind</th></tr></thead><tbody>{}</tbody></table>",
         (
             (
                 table,
                 len(columns),
+                _profile_text(profile.get(table)),
                 table,
                 format_html_join(
                     "",
                     "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                    ((c, t, column_kind(t)) for c, t in columns.items()),
+                    (
+                        (
+                            c,
+                            t,
+                            column_kind(t)
+                            + (", few values" if c in (profile.get(table) or {}).get("few_values", []) else ""),
+                        )
+                        for c, t in columns.items()
+                    ),
                 ),
             )
             for table, columns in schema.items()
@@ -67,7 +96,8 @@ class DataSourceAdmin(admin.ModelAdmin):
         if not datasource.pk:
             return "Save to see the tables."
         try:
-            return schema_html(datasource_schema(datasource=datasource))
+            schema = datasource_schema(datasource=datasource)
+            return schema_html(schema, datasource_profile(datasource=datasource))
         except DataSourceError as exc:
             return format_html("<p class='errornote'>{}</p>", str(exc))
 

@@ -23,12 +23,19 @@ from apps.templates.models import AlgorithmTemplate
 from apps.templates.nodes.base import OPERATORS
 from apps.templates.payload import build_payload, mask_secrets
 from apps.templates.selectors import template_list
-from apps.templates.validation import RunParamsInvalid
+from apps.templates.validation import RunParamsInvalid, template_chain_errors
 
 from ..datasources import BackendNotAvailable, DataSourceError
 from ..launch import prepare_launch
 from ..models import DataSource, TrainingRun
-from ..selectors import datasource_list, datasource_schema, sample_preview, schema_tables
+from ..selectors import (
+    datasource_allowlist,
+    datasource_list,
+    datasource_profile,
+    sample_preview,
+    schema_tables,
+    training_run_list,
+)
 from ..services import training_run_create
 from ..sql import SchemaAllowList
 
@@ -42,6 +49,7 @@ class LaunchSource:
     allowlist: SchemaAllowList | None = None
     error: str | None = None
     tables: list = field(default_factory=list)
+    profile: dict = field(default_factory=dict)
 
     def context(self) -> dict[str, Any]:
         return {
@@ -50,14 +58,16 @@ class LaunchSource:
             "datasource": self.datasource,
             "source_error": self.error,
             "schema_tables": self.tables,
+            "table_profiles": [{"table": table, **entry} for table, entry in self.profile.items()],
             "operators": list(OPERATORS),
         }
 
 
-def launch_source(request) -> LaunchSource:
-    """The data source picked on the page (POST field, else ?datasource=, else the first one) and its tables."""
+def launch_source(request, *, default: str | None = None) -> LaunchSource:
+    """The data source picked on the page (POST field, else ?datasource=, else ``default``, else the first one),
+    its tables and their profile (row counts, date ranges)."""
     sources = list(datasource_list())
-    picked = request.POST.get("datasource") if request.method == "POST" else request.GET.get("datasource")
+    picked = request.POST.get("datasource") if request.method == "POST" else request.GET.get("datasource", default)
     if picked is None:
         picked = sources[0].name if sources else ""
     source = LaunchSource(sources)
@@ -68,12 +78,12 @@ def launch_source(request) -> LaunchSource:
         source.error = f"No data source named {picked!r}."
         return source
     try:
-        columns = datasource_schema(datasource=source.datasource)
+        source.profile = datasource_profile(datasource=source.datasource)
+        source.allowlist = datasource_allowlist(datasource=source.datasource, profile=source.profile)
     except DataSourceError as exc:
         source.error = str(exc)
         return source
-    source.allowlist = SchemaAllowList(columns)
-    source.tables = schema_tables(columns)
+    source.tables = schema_tables(source.allowlist.columns)
     return source
 
 
@@ -124,7 +134,9 @@ def launch_payload(template: AlgorithmTemplate, form: LaunchForm) -> dict[str, A
     }
 
 
-def launch_run(request, template: AlgorithmTemplate, form: LaunchForm, datasource: DataSource) -> TrainingRun | None:
+def launch_run(
+    request, template: AlgorithmTemplate, form: LaunchForm, datasource: DataSource, relaunch_of: TrainingRun | None
+) -> TrainingRun | None:
     """Create the run (the same service as POST /api/v1/runs/). Returns the run, or None after putting the
     errors on the form."""
     try:
@@ -134,21 +146,47 @@ def launch_run(request, template: AlgorithmTemplate, form: LaunchForm, datasourc
             engine=request.POST.get("engine") or "local",
             datasource=datasource,
             user=request.user,
+            retry_of=relaunch_of,
         )
     except (RunParamsInvalid, ValidationError) as exc:
         _errors_on_form(form, exc)
     return None
 
 
+def relaunched_run(request, template: AlgorithmTemplate) -> TrainingRun | None:
+    """The run "Edit and relaunch" started from (``?run=`` on the way in, ``relaunch_of`` when posted): one of
+    the user's runs of this template, else None."""
+    raw = request.POST.get("relaunch_of") if request.method == "POST" else request.GET.get("run")
+    if not raw or not str(raw).isdigit():
+        return None
+    return training_run_list(user=request.user).filter(pk=int(raw), template=template).first()
+
+
 def launch_view(model_admin, request, template_id: int):
-    """The page itself, served by the runs' admin (``TrainingRunAdmin.get_urls``)."""
+    """The page itself, served by the runs' admin (``TrainingRunAdmin.get_urls``). With ``?run=N`` it opens
+    filled with run N's parameters (secrets empty), its errors shown if they no longer validate."""
     template = template_list(user=request.user).filter(pk=template_id).first()
     if template is None:
         raise Http404("No such template.")
     if not request.user.has_perm("training.add_trainingrun"):
         raise PermissionDenied
-    source = launch_source(request)
-    form = launch_form_class(template, allowlist=source.allowlist)(request.POST or None)
+    broken = template_chain_errors(template)
+    if broken:
+        model_admin.message_user(request, f"{template.name} cannot run: {' '.join(broken)}", messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:algo_templates_algorithmtemplate_change", args=[template.pk]))
+    relaunch_of = relaunched_run(request, template)
+    source = launch_source(request, default=relaunch_of.datasource.name if relaunch_of else None)
+    form_class = launch_form_class(template, allowlist=source.allowlist)
+    not_carried: list[str] = []
+    if request.method == "POST":
+        form = form_class(request.POST)
+    elif relaunch_of is not None:
+        data, not_carried = form_class.data_for(relaunch_of.params)
+        form = form_class(data)
+        form.is_valid()  # shows at once what no longer validates, next to its field
+    else:
+        form = form_class()
+    engine = request.POST.get("engine") or (relaunch_of.engine if relaunch_of else "local")
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": AlgorithmTemplate._meta,  # the breadcrumbs lead back to the template
@@ -158,13 +196,20 @@ def launch_view(model_admin, request, template_id: int):
         "form": form,
         "media": model_admin.media + form.media,
         **source.context(),
-        "engine": request.POST.get("engine") or "local",
+        "engine": engine,
+        "relaunch_of": relaunch_of,
+        "not_carried": not_carried,
+        "secret_fields": [
+            form[name].label
+            for name, field in form.fields.items()
+            if getattr(getattr(field, "param", None), "secret", False)
+        ],
     }
     if request.method == "POST" and source.error:
         form.add_error(None, f"Data source: {source.error}")
     if request.method == "POST" and form.is_valid():
         if "_launch" in request.POST and source.datasource is not None:
-            run = launch_run(request, template, form, source.datasource)
+            run = launch_run(request, template, form, source.datasource, relaunch_of)
             if run is not None:
                 model_admin.message_user(request, f"Run {run.pk} queued.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))

@@ -31,7 +31,7 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingRun
         fields = [
-            "id", "template", "engine", "datasource", "owner", "params", "status", "stage", "progress",
+            "id", "name", "note", "template", "engine", "datasource", "owner", "params", "status", "stage", "progress",
             "metrics", "sql", "error", "external_job_id", "model_version", "retry_of", "cancel_requested",
             "created_at", "started_at", "finished_at", "updated_at",
         ]  # fmt: skip

@@ -58,6 +58,11 @@ class Backend:
         """Run a generated ``SELECT COUNT(*) …`` and return the number."""
         raise NotImplementedError
 
+    def fetch_one(self, sql: str, *, timeout: int) -> tuple[Any, ...]:
+        """Run a generated query that returns one row (a table's profile: counts, first and last day) and
+        return its values."""
+        raise NotImplementedError
+
     def _password(self) -> str | None:
         if not self.password_env:
             return None

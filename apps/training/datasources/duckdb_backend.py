@@ -117,6 +117,11 @@ class DuckDBBackend(Backend):
             self._session(con, access_token)
             return int(con.execute(sql).fetchone()[0])
 
+    def fetch_one(self, sql: str, *, timeout: int) -> tuple:
+        with self.connect() as con, self._deadline(con, timeout):
+            row = con.execute(sql).fetchone()
+        return tuple(row) if row is not None else ()
+
     def fetch(
         self, sql: str, *, columns: SampleColumns, chunk_rows: int, timeout: int, access_token: str | None = None
     ) -> SampleData:

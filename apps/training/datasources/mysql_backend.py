@@ -198,6 +198,15 @@ class MySQLBackend(Backend):
             cursor.close()
         return int(value)
 
+    def fetch_one(self, sql: str, *, timeout: int) -> tuple:
+        with self.connect(timeout=timeout) as con, self._errors(timeout):
+            cursor = con.cursor()
+            self._limit_statement_time(cursor, timeout)
+            cursor.execute(sql)
+            row = cursor.fetchone()
+            cursor.close()
+        return tuple(row) if row is not None else ()
+
     def fetch(
         self, sql: str, *, columns: SampleColumns, chunk_rows: int, timeout: int, access_token: str | None = None
     ) -> SampleData:

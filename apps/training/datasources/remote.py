@@ -46,6 +46,9 @@ class RemoteBackend(Backend):
     def count(self, sql: str, *, timeout: int, access_token: str | None = None) -> int:
         raise self._refuse()
 
+    def fetch_one(self, sql: str, *, timeout: int) -> tuple:
+        raise self._refuse()
+
 
 class MaxComputeBackend(RemoteBackend):
     label = "MaxCompute"  # MaxCompute SQL is rendered with the Hive dialect

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from ..datasources import Schema
 from ..models import DataSource
-from ..schema_cache import schema_introspect
+from ..schema_cache import profile_compute, schema_introspect
 
 
 @transaction.atomic
@@ -53,11 +53,14 @@ def datasource_sync(*, name: str, kind: str, options: dict[str, Any], descriptio
 
 
 def datasource_schema_refresh(*, datasource: DataSource, user) -> Schema:
-    """Introspect the source now and replace its cached allow-list. Raises a DataSourceError when it cannot.
+    """Introspect the source now and replace its cached allow-list and its tables' profile. Raises a
+    DataSourceError when it cannot be introspected (a table that cannot be profiled says why in the profile).
 
     Only a user who may change data sources may make Mlab connect on demand (PermissionDenied otherwise):
     reading the cached allow-list needs only the view permission (selectors.datasource_schema).
     """
     if not user.has_perm(f"{DataSource._meta.app_label}.change_datasource"):
         raise PermissionDenied("Refreshing a data source's schema needs the permission to change data sources.")
-    return schema_introspect(datasource)
+    schema = schema_introspect(datasource)
+    profile_compute(datasource, schema)
+    return schema

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -30,6 +30,7 @@ from ..models import DataSource, TrainingRun, TrainingRunEvent
 from ..pai_polls import pai_poll_schedule, pai_poll_scheduled
 from ..queue import enqueue_pai_stop, enqueue_training, training_job_exists
 from ..run_secrets import run_secrets_forget, run_secrets_stash
+from ..selectors import training_run_may_describe
 
 logger = logging.getLogger(__name__)
 Status = TrainingRun.Status
@@ -126,6 +127,17 @@ def training_run_retry(*, run: TrainingRun, user) -> TrainingRun:
         user=user,
         retry_of=run,
     )
+
+
+def training_run_describe(*, run: TrainingRun, user, name: str, note: str) -> TrainingRun:
+    """Give the run a name and a note (its owner, or a superuser). Raises PermissionDenied for anyone else and
+    ValidationError naming ``name`` or ``note`` when too long."""
+    if not training_run_may_describe(run=run, user=user):
+        raise PermissionDenied("Only the run's owner can name it or change its note.")
+    run.name, run.note = name.strip(), note.strip()
+    run.full_clean(exclude=[f.name for f in TrainingRun._meta.fields if f.name not in ("name", "note")])
+    run.save(update_fields=["name", "note"])  # not updated_at: naming a run changes nothing it did
+    return run
 
 
 @transaction.atomic

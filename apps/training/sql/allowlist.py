@@ -11,7 +11,7 @@ from typing import Any
 from sqlglot import exp
 
 from apps.templates.nodes import NodeValidationError
-from apps.templates.nodes.base import DATE_MAX, DATE_MIN
+from apps.templates.nodes.base import DATE_MAX, DATE_MIN, FEW_VALUES
 from apps.training.datasources.types import BOOLEAN, DATE, NUMBER, TEXT, TIMESTAMP, column_kind
 
 Columns = Mapping[str, Mapping[str, str]]  # table → {column: type}
@@ -40,10 +40,21 @@ def resolve_column_owners(cleaned: Mapping[str, Any], columns: Columns) -> dict[
 
 @dataclass(frozen=True)
 class SchemaAllowList:
-    """A data source's introspected tables and columns, as the templates' validation asks for them
-    (``apps.templates.nodes.ColumnAllowList``)."""
+    """A data source's introspected tables and columns, as the templates' validation and pickers ask for them
+    (``apps.templates.nodes.ColumnAllowList``). ``few_values``: (table, column) of the integer columns with few
+    distinct values, from the source's profile (``selectors.datasource_profile``)."""
 
     columns: Columns
+    few_values: frozenset[tuple[str, str]] = frozenset()
+
+    def column_traits(self, table: str, column: str) -> frozenset[str]:
+        type_name = self.columns.get(table, {}).get(column)
+        if type_name is None:
+            return frozenset()
+        traits = {column_kind(type_name)}
+        if (table, column) in self.few_values:
+            traits.add(FEW_VALUES)
+        return frozenset(traits)
 
     def check_sample(self, cleaned: Mapping[str, Any], task: str) -> None:
         check_sample_columns(cleaned, self.columns, task)

@@ -9,6 +9,7 @@ from html import unescape
 import pytest
 from django.urls import reverse
 
+from apps.templates import builtins
 from apps.templates.forms import launch_form_class
 from apps.training.datasources import backend_for
 from apps.training.models import DataSource
@@ -91,15 +92,41 @@ def _options(html: str, name: str) -> list[str]:
     return re.findall(r'<option value="([^"]*)"', select.group(1))
 
 
+def _checkboxes(html: str, name: str) -> dict:
+    """A columns picker: the ticked columns (in order), and the offered ones per table."""
+    picker = re.search(
+        rf'<div class="mlab-columns" data-picker="columns" data-name="{name}".*?</div></div>', html, re.S
+    )
+    assert picker, name
+    block = picker.group(0)
+    selected = re.search(r'data-role="selected">(.*?)</div>', block, re.S).group(1)
+    offered = {
+        table: re.findall(r'type="checkbox" name="[^"]+" value="([^"]+)"', body)
+        for table, body in re.findall(
+            r'<fieldset class="mlab-columns-table" data-table="([^"]+)">(.*?)</fieldset>', block, re.S
+        )
+    }
+    return {"selected": re.findall(r'value="([^"]+)" checked', selected), "offered": offered}
+
+
 def test_launch_pickers_offer_exactly_the_introspected_tables_and_columns(staff, duck_source, builtin_templates):
     schema = backend_for(duck_source).introspect()
     template = builtin_templates["binary-gbdt"]
     html = staff.get(launch_url(template)).content.decode()
     assert _options(html, "datasource") == ["demo"]
     assert [v for v in _options(html, "sample__table") if v] == list(schema)
-    every_column = [c for columns in schema.values() for c in columns]
-    assert [v for v in _options(html, "sample__partition_column") if v] == every_column
-    assert _options(html, "sample__features") == every_column
+    # Each column once, under the table it is read from: the chosen table first, then its joined tables.
+    once = list(dict.fromkeys(c for table in ("impressions", "users", "items") for c in schema[table]))
+    assert [v for v in _options(html, "sample__partition_column") if v] == once
+    # Columns pickers offer each column once, under its table, and only the kinds that fit: numbers for numeric
+    # features; text, booleans and whole numbers with few values for categorical ones; never an id, a date or
+    # the label. The ticked ones come first.
+    features = _checkboxes(html, "sample__features")
+    assert features["selected"] == builtins.DEMO_SAMPLE["features"]
+    assert features["offered"] == {"impressions": [], "users": [], "items": []}
+    categorical = _checkboxes(html, "sample__categorical_features")
+    assert categorical["selected"] == ["gender", "city_tier", "category"]
+    assert categorical["offered"] == {"impressions": ["position", "hour"], "users": ["is_vip"], "items": []}
     assert 'data-rows="conditions"' in html and 'id="mlab-schema"' in html
     embedded = re.search(r'<script id="mlab-schema" type="application/json">(.*?)</script>', html, re.S).group(1)
     tables = {t["name"]: {c["name"]: c["type"] for c in t["columns"]} for t in json.loads(embedded)}
@@ -158,7 +185,7 @@ def test_preview_button_shows_sql_row_count_and_first_rows(staff, duck_source, b
     with backend_for(duck_source).connect() as con:
         expected = con.execute("SELECT COUNT(*) FROM impressions WHERE ds = DATE '2026-10-08'").fetchone()[0]
     assert preview.row_count == expected
-    assert f"<strong>{expected}</strong>" in html
+    assert f"<strong>{expected:,}</strong>" in html
     assert len(preview.rows) == 4 and html.count("<tr><td>") >= 4
     assert [c["name"] for c in preview.columns] == ["age", "price", "city_tier", "clicked"]
 

@@ -34,10 +34,17 @@ def test_launch_a_run_from_the_admin_and_see_it_succeed_with_charts(
     page.wait_for_selector("#mlab-run")
     run = TrainingRun.objects.get()
     assert page.url.endswith(f"/admin/training/trainingrun/{run.pk}/change/")
+    # The heading and the banner say where the run is, and follow it.
+    seen = page.locator("#mlab-run-title [data-role=status]").inner_text()
+    banner = page.locator("#mlab-run-banner").inner_text()
+    assert seen in ("queued", "running", "succeeded")
+    assert banner.startswith({"queued": "Queued", "running": "Train", "succeeded": "Done"}[seen])
     assert run.params["train"]["treeCount"] == 15 and run.owner.username == DEMO_USERNAME
     # The page follows the run by itself and shows the results when it ends.
     page.wait_for_selector("#mlab-run[data-status=succeeded]", timeout=90_000)
     assert page.locator("#mlab-run-status").inner_text() == "succeeded"
+    assert page.locator("#mlab-run-title [data-role=status]").inner_text() == "succeeded"
+    assert "Done: the model is ready." in page.locator("#mlab-run-banner").inner_text()
     assert page.locator("#mlab-run-progress").get_attribute("value") == "100"
     roc = page.locator("svg[data-chart=roc]")
     assert roc.is_visible() and "AUC" in roc.get_attribute("aria-label")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.deploy.services import deployment_create, scene_publish
+from apps.deploy.services import deployment_create, publication_inline, scene_publish
 
 from ._doors import plain, scene_named, user_named
 
@@ -48,9 +50,10 @@ class Command(BaseCommand):
         rows = [_split(text) for text in splits]
         overrides = dict(_override(text) for text in override)
         try:
-            deployment = deployment_create(
-                scene=target, splits=rows, overrides=overrides, comment=comment, user=user_named(user)
-            )
+            with publication_inline() if publish else nullcontext():
+                deployment = deployment_create(
+                    scene=target, splits=rows, overrides=overrides, comment=comment, user=user_named(user)
+                )
         except ValidationError as exc:
             raise plain(exc) from None
         split_text = ", ".join(f"v{row['version']} {row['weight']}%" for row in rows)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.deploy.models import Deployment
-from apps.deploy.services import deployment_rollback
+from apps.deploy.services import deployment_rollback, publication_inline
 
 from ._doors import scene_named, user_named
 from .deploy import report_publication
@@ -24,7 +26,10 @@ class Command(BaseCommand):
     def handle(self, *args, scene: str, revision: int, comment: str, user, publish: bool, **options):
         target = scene_named(scene)
         try:
-            deployment = deployment_rollback(scene=target, revision=revision, user=user_named(user), comment=comment)
+            with publication_inline() if publish else nullcontext():
+                deployment = deployment_rollback(
+                    scene=target, revision=revision, user=user_named(user), comment=comment
+                )
         except Deployment.DoesNotExist as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(

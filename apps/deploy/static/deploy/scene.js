@@ -1,5 +1,16 @@
-// The split editor's running total. Without JavaScript the form still works; the server checks the sum.
+// The scene page. Without JavaScript the forms still work; the server checks everything.
+"use strict";
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.documentElement.classList.add("mlab-js");
+  setUpSplitTotals();
+  setUpDetails(document);
+  scrollToSplitErrors();
+  followPublication();
+});
+
+// The split editor's running total.
+function setUpSplitTotals() {
   for (const form of document.querySelectorAll(".mlab-split-form")) {
     const output = form.querySelector(".mlab-split-total");
     const inputs = form.querySelectorAll("input.mlab-weight");
@@ -12,12 +23,34 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const input of inputs) input.addEventListener("input", update);
     update();
   }
-});
+}
+
+// Each version's details row opens under it.
+function setUpDetails(root) {
+  for (const button of root.querySelectorAll(".mlab-details-toggle")) {
+    button.addEventListener("click", () => {
+      const row = document.getElementById(button.getAttribute("aria-controls"));
+      const open = !row.classList.contains("open");
+      row.classList.toggle("open", open);
+      button.setAttribute("aria-expanded", String(open));
+      button.textContent = open ? "hide" : "details";
+    });
+  }
+}
+
+// A refused split: bring its errors into view, in the split editor.
+function scrollToSplitErrors() {
+  const error = document.querySelector("#split-editor .errornote, #split-editor .errorlist");
+  if (!error) return;
+  error.scrollIntoView({ block: "center" });
+  const input = error.closest("tr")?.querySelector("input") || document.querySelector("#split-editor input.mlab-weight");
+  if (input) input.focus({ preventScroll: true });
+}
 
 // While a saved revision is being published (by a worker), the page follows it: it fetches itself every
-// second and replaces the parts that show publication (live shares, the published config, the history),
-// never the split editor, where the user may be typing. It stops once the revision is live.
-document.addEventListener("DOMContentLoaded", () => {
+// second and replaces the parts that show publication (what is live, the live shares, the history), never
+// the split editor, where the user may be typing. It stops once the revision is live.
+function followPublication() {
   const scene = document.getElementById("mlab-scene");
   if (!scene?.dataset.publishing) return;
   const followed = ["versions", "published", "history"];
@@ -32,11 +65,24 @@ document.addEventListener("DOMContentLoaded", () => {
       if (Date.now() < giveUp) setTimeout(follow, 3000);
       return;
     }
+    const before = document.querySelector("#published .mlab-published-revision")?.textContent;
     for (const id of followed) {
       const current = document.getElementById(id);
       const replacement = fresh.getElementById(id);
-      if (current && replacement) current.replaceWith(document.importNode(replacement, true));
+      if (!current || !replacement) continue;
+      const open = [...current.querySelectorAll(".mlab-version-details.open")].map((row) => row.id);
+      const node = document.importNode(replacement, true);
+      current.replaceWith(node);
+      setUpDetails(node);
+      for (const rowId of open) node.querySelector(`[aria-controls="${rowId}"]`)?.click();
     }
+    // In the split editor only the "live now" column changes: what the user typed stays.
+    for (const cell of document.querySelectorAll("#split-editor .mlab-live-now[data-version]")) {
+      const fresher = fresh.querySelector(`#split-editor .mlab-live-now[data-version="${cell.dataset.version}"]`);
+      if (fresher) cell.textContent = fresher.textContent;
+    }
+    const after = document.querySelector("#published .mlab-published-revision")?.textContent;
+    if (after && after !== before) document.getElementById("published").classList.add("mlab-just-published");
     const freshScene = fresh.getElementById("mlab-scene");
     if (freshScene?.dataset.publishing && Date.now() < giveUp) {
       scene.dataset.publishing = freshScene.dataset.publishing;
@@ -46,4 +92,4 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   };
   setTimeout(follow, 1000);
-});
+}
