@@ -18,6 +18,7 @@ from django.urls import NoReverseMatch, path, reverse
 from apps.training.selectors import training_run_list
 
 from . import selectors, services
+from .admin_results import scene_results_context
 from .forms import RegisterRunForm, SplitEditorForm
 from .models import ClientToken, ConfigEntry, Deployment, ModelVersion, Scene
 
@@ -58,7 +59,9 @@ class SceneAdmin(admin.ModelAdmin):
         return selectors.scene_list(user=request.user)
 
     def get_fields(self, request, obj=None):
-        return ["name", "description", "owners"] if obj is None else ["name", "description", "owners", "salt"]
+        if obj is None:
+            return ["name", "description", "owners"]
+        return ["name", "description", "owners", "salt", *services.RESULTS_SETTINGS]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else ["name", "salt"]
@@ -97,7 +100,10 @@ class SceneAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             services.scene_update(
-                scene=obj, description=form.cleaned_data["description"], owners=form.cleaned_data["owners"]
+                scene=obj,
+                description=form.cleaned_data["description"],
+                owners=form.cleaned_data["owners"],
+                **{name: form.cleaned_data[name] for name in services.RESULTS_SETTINGS if name in form.cleaned_data},
             )
             return
         created = services.scene_create(
@@ -127,6 +133,7 @@ class SceneAdmin(admin.ModelAdmin):
         extra = dict(extra_context or {})
         if scene is not None:
             extra.update(self.scene_context(request, scene))
+            extra.update(scene_results_context(scene))
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
     def scene_context(self, request, scene: Scene, *, split_form: SplitEditorForm | None = None) -> dict:
@@ -158,7 +165,13 @@ class SceneAdmin(admin.ModelAdmin):
             ],
             "metric_names": metric_names,
             "split_form": split_form
-            or SplitEditorForm(versions=versions, weights=weights, overrides=overrides, prefix="split"),
+            or SplitEditorForm(
+                versions=versions,
+                weights=weights,
+                overrides=overrides,
+                control=latest.control_version if latest else None,
+                prefix="split",
+            ),
             "config_entry": entry,
             "config_json": json.dumps(entry.content, indent=2, sort_keys=True) if entry and entry.revision else "",
             "history": selectors.scene_history(scene=scene),
@@ -192,11 +205,13 @@ class SceneAdmin(admin.ModelAdmin):
                     splits=form.splits(),
                     overrides=form.cleaned_data["overrides"],
                     comment=form.cleaned_data["comment"],
+                    control_version=form.cleaned_data["control"],
                     user=request.user,
                 )
             except ValidationError as exc:
+                fields = {"overrides": "overrides", "control_version": "control"}
                 for field, errors in exc.message_dict.items():
-                    form.add_error("overrides" if field == "overrides" else None, errors)
+                    form.add_error(fields.get(field), errors)
             else:
                 self.message_user(
                     request,

@@ -1,8 +1,9 @@
 """Who may read a scene's config and artifacts: its owners (user tokens) and its client tokens.
 
 Both kinds arrive as ``Authorization: Token <key>``; client tokens carry the ``mlc_`` prefix. Client tokens
-are accepted ONLY by the config and artifact endpoints (which call ``reader_from_header``); every other API
-route authenticates with DRF's user tokens, where a client token is simply an invalid token (401).
+are accepted ONLY by the config and artifact endpoints and by the events endpoint (see ``apis/access.py``);
+every other API route authenticates with DRF's user tokens, where a client token is simply an invalid token
+(401).
 """
 
 from __future__ import annotations

@@ -32,6 +32,22 @@ def scene_get(*, user, name: str) -> Scene:
     return scene_list(user=user).get(name=name)
 
 
+_scene_ids: dict[str, int] = {}
+
+
+def scene_id_named(name: str) -> int | None:
+    """The id of the scene named ``name`` (None: no such scene). Kept in the process once found: a scene is
+    never renamed or deleted."""
+    found = _scene_ids.get(name)
+    if found is None:
+        found = Scene.objects.filter(name=name).values_list("pk", flat=True).first()
+        if found is not None:
+            if len(_scene_ids) >= 10_000:
+                _scene_ids.clear()
+            _scene_ids[name] = found
+    return found
+
+
 def scene_owned_by(scene: Scene, user) -> bool:
     return user.is_superuser or scene.owners.filter(pk=user.pk).exists()
 
