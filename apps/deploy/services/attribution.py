@@ -28,6 +28,7 @@ transaction; PFADD is idempotent, so a replay never counts a unit twice there ei
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -63,7 +64,7 @@ from .event_stream import StreamEntry
 BINS = DEFAULT_BINS
 ATTRIBUTION_SKEW_SECONDS = 60.0  # an outcome this much before the first exposure still counts (clocks differ)
 _EPOCH = datetime.date(1970, 1, 1)
-_LOOKUP = 500  # keys per IN (…) query
+_LOOKUP = 2000  # keys per IN (…) query (SQLite takes 32,766 parameters, MySQL more)
 _Reason = UnattributedOutcomeDay.Reason
 
 
@@ -73,8 +74,13 @@ def unit_key(unit_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+@functools.lru_cache(maxsize=4096)
+def _day(number: int) -> datetime.date:
+    return _EPOCH + datetime.timedelta(days=number)
+
+
 def day_of(ts: float) -> datetime.date:
-    return _EPOCH + datetime.timedelta(days=contract.event_day(ts))
+    return _day(contract.event_day(ts))
 
 
 def bins_of(raw: bytes | memoryview | None) -> np.ndarray:
@@ -147,8 +153,7 @@ def events_count_chunk(*, scene: Scene, batches: list[ParsedBatch], connection: 
                     "batch_id", flat=True
                 )
             )
-        now = timezone.now()
-        fresh, rows = [], []
+        fresh = []
         for batch in batches:
             counts.invalid += batch.invalid
             counts.lost += batch.lost
@@ -159,19 +164,15 @@ def events_count_chunk(*, scene: Scene, batches: list[ParsedBatch], connection: 
                 continue
             known.add(batch.batch_id)
             fresh.append(batch)
-            rows.append(
-                EventBatch(
-                    scene=scene,
-                    batch_id=batch.batch_id,
-                    entry_id=batch.entry_id,
-                    events=len(batch.events),
-                    aggregated_at=now,
-                )
-            )
-        EventBatch.objects.bulk_create(rows)
         tally = _Tally(scene, connection)
         tally.add(event for batch in fresh for event in batch.events)
         tally.save()
+        # Last, so that aggregated_at is (within milliseconds) the commit: what the lag is measured to.
+        now = timezone.now()
+        EventBatch.objects.bulk_create(
+            EventBatch(scene=scene, batch_id=b.batch_id, entry_id=b.entry_id, events=len(b.events), aggregated_at=now)
+            for b in fresh
+        )
         counts.batches = len(fresh)
         counts.exposures, counts.outcomes = tally.exposures, tally.outcomes
         counts.revisions = tally.revisions
@@ -259,15 +260,19 @@ class _Tally:
         exposures.sort(key=lambda e: e["ts"])
         outcomes.sort(key=lambda e: e["ts"])
         self.exposures, self.outcomes = len(exposures), len(outcomes)
-        wanted = {(e["revision"], unit_key(e["unit_id"])) for e in exposures}
-        wanted |= {(o["revision"], unit_key(o["unit_id"])) for o in outcomes if o["revision"] is not None}
+        for event in exposures:
+            event["_unit"] = unit_key(event["unit_id"])
+        for event in outcomes:
+            event["_unit"] = unit_key(event["unit_id"])
+        wanted = {(e["revision"], e["_unit"]) for e in exposures}
+        wanted |= {(o["revision"], o["_unit"]) for o in outcomes if o["revision"] is not None}
         self._load_units(wanted)
         self._load_overrides({revision for revision, _ in wanted})
         for exposure in exposures:
             self._exposure(exposure)
         resumed = self._unpark()
         judged = [
-            self._judge(o["revision"], unit_key(o["unit_id"]), o["metric"], o["value"], o["ts"]) for o in outcomes
+            self._judge(o["revision"], o["_unit"], o["metric"], o["value"], o["ts"]) for o in outcomes
         ]
         judged += resumed
         self._load_unit_outcomes({(r, u, m) for r, u, m, _, _, verdict in judged if verdict is None})
@@ -280,7 +285,7 @@ class _Tally:
     def _exposure(self, event: dict[str, Any]) -> None:
         revision, version, ts = event["revision"], event["version"], event["ts"]
         unit_id = event["unit_id"]
-        key = (revision, unit_key(unit_id))
+        key = (revision, event["_unit"])
         self.revisions.add(revision)
         day = day_of(ts)
         exposure_day = self.exposure_days[(revision, version, day)]
