@@ -41,7 +41,7 @@ from ..models import (
     UnattributedOutcomeDay,
 )
 from . import stats
-from .sketch import sketch_union_count
+from .sketch import sketch_counts
 
 BINARY = "binary"
 MEAN = "mean"
@@ -379,24 +379,19 @@ def _compare(kind: str, control: VersionResult, challenger: VersionResult, outco
 def _active_units(
     connection: Redis, exposure_rows: list, numbers: list[int], *, daily: bool
 ) -> tuple[dict[int, int | None], dict[tuple[int, datetime.date], int | None]]:
-    """HyperLogLog estimates: distinct units per version over all days, and per (version, day) when ``daily``.
-    None when Redis cannot be reached (the exact figures do not need it)."""
+    """HyperLogLog estimates, in one round trip to Redis: distinct units per version over all days, and per
+    (version, day) when ``daily``. None when Redis cannot be reached (the exact figures do not need it)."""
+    sketches = [bytes(row[6] or b"") for row in exposure_rows]
+    groups = [[i for i, row in enumerate(exposure_rows) if row[0] == number] for number in numbers]
     try:
-        totals: dict[int, int | None] = {
-            number: _sketch_count(connection, [bytes(row[6]) for row in exposure_rows if row[0] == number])
-            for number in numbers
-        }
-        per_day: dict[tuple[int, datetime.date], int | None] = {}
-        if daily:
-            for row in exposure_rows:
-                per_day[(row[0], row[1])] = _sketch_count(connection, [bytes(row[6])])
+        singles, unions = sketch_counts(connection, sketches, groups)
     except RedisError:
         return dict.fromkeys(numbers), {}
+    totals: dict[int, int | None] = dict(zip(numbers, unions, strict=True))
+    per_day: dict[tuple[int, datetime.date], int | None] = {}
+    if daily:
+        per_day = {(row[0], row[1]): singles[i] for i, row in enumerate(exposure_rows)}
     return totals, per_day
-
-
-def _sketch_count(connection: Redis, sketches: list[bytes]) -> int:
-    return sketch_union_count(connection, sketches)
 
 
 def _unattributed(scene: Scene, revision: int, metric: str) -> dict[str, int]:

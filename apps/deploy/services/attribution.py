@@ -163,15 +163,15 @@ def events_count_chunk(*, scene: Scene, batches: list[ParsedBatch], connection: 
                 counts.duplicates += 1
                 continue
             known.add(batch.batch_id)
-            fresh.append(batch)
+            fresh.append((batch.batch_id, batch))
         tally = _Tally(scene, connection)
-        tally.add(event for batch in fresh for event in batch.events)
+        tally.add(event for _, batch in fresh for event in batch.events)
         tally.save()
         # Last, so that aggregated_at is (within milliseconds) the commit: what the lag is measured to.
         now = timezone.now()
         EventBatch.objects.bulk_create(
-            EventBatch(scene=scene, batch_id=b.batch_id, entry_id=b.entry_id, events=len(b.events), aggregated_at=now)
-            for b in fresh
+            EventBatch(scene=scene, batch_id=batch_id, entry_id=b.entry_id, events=len(b.events), aggregated_at=now)
+            for batch_id, b in fresh
         )
         counts.batches = len(fresh)
         counts.exposures, counts.outcomes = tally.exposures, tally.outcomes
@@ -271,9 +271,7 @@ class _Tally:
         for exposure in exposures:
             self._exposure(exposure)
         resumed = self._unpark()
-        judged = [
-            self._judge(o["revision"], o["_unit"], o["metric"], o["value"], o["ts"]) for o in outcomes
-        ]
+        judged = [self._judge(o["revision"], o["_unit"], o["metric"], o["value"], o["ts"]) for o in outcomes]
         judged += resumed
         self._load_unit_outcomes({(r, u, m) for r, u, m, _, _, verdict in judged if verdict is None})
         for revision, unit, metric, value, ts, verdict in judged:
