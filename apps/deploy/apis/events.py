@@ -7,8 +7,8 @@ the client sends one, else from the body's size and then its event count; 400 na
 (``{"events": {"3": {"unit_id": ["…"]}}}``), nothing kept; 503 with ``Retry-After`` while the scene's stream
 holds too many batches not yet counted, or Redis cannot be reached (the SDK retries the same batch).
 
-A plain Django view, not DRF: it is the hot path of every client (one request per 500 events), and DRF's
-authentication would try the client token as a user token first.
+A DRF view without DRF's authentication (which would take the client token for an invalid user token) and
+without its parsers: the door reads the body itself, so that the size is checked before anything is parsed.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from __future__ import annotations
 import json
 import logging
 
-from django.http import HttpResponseNotAllowed, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from redis.exceptions import RedisError
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from mlab_client import contract
 
@@ -32,45 +35,90 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 2
 
 
-def _too_large(message: str) -> JsonResponse:
-    return JsonResponse({"events": [message]}, status=413)
+def _too_large(message: str) -> Response:
+    return Response({"events": [message]}, status=413)
 
 
-def _unavailable(message: str) -> JsonResponse:
-    return JsonResponse({"detail": message}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+def _unavailable(message: str) -> Response:
+    return Response({"detail": message}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-@csrf_exempt
-def events_view(request, name: str) -> JsonResponse | HttpResponseNotAllowed:
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
-    try:
-        authorize_events(request.headers.get("Authorization"), name)
-    except Refused as refused:
-        return refused.response()
-    limit = contract.MAX_BATCH_BYTES
-    declared = request.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return _too_large(f"at most {limit} bytes per batch; this one has {declared}")
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        return _too_large(f"at most {limit} bytes per batch")
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return JsonResponse({"non_field_errors": ["The body is not JSON."]}, status=400)
-    scene_id = scene_id_named(name)
-    if scene_id is None:  # an owner's token for a scene that does not exist is refused above; kept for safety
-        return JsonResponse({"detail": "No such scene."}, status=404)
-    try:
-        accepted = services.events_accept(scene_id=scene_id, scene_name=name, document=document)
-    except services.BatchTooLarge as exc:
-        return _too_large(str(exc))
-    except services.BatchInvalid as exc:
-        return JsonResponse(exc.errors, status=400)
-    except BacklogFull as exc:
-        return _unavailable(f"Events of {name} are waiting to be counted ({exc}); send this batch again shortly.")
-    except RedisError as exc:
-        logger.warning("events of %s refused: Redis: %s", name, exc)
-        return _unavailable("The event stream cannot be reached; send this batch again shortly.")
-    return JsonResponse({"batch": accepted.batch, "events": accepted.events}, status=202)
+class EventsApi(APIView):
+    """A/B events of the scene (exposures and outcomes) in a batch, from a client token of the scene (or an
+    owner): ``{"batch": id, "events": [{"type": "exposure" | "outcome", "unit_id", "revision", "version",
+    "score"?, "metric"?, "value"?, "ts"}, …]}``. 202: accepted (a batch id seen before too: it counts once);
+    400 naming the fields, per event by its index; 413 over 1,000 events or 1 MiB; 503 (retry after
+    ``Retry-After`` seconds) while too many batches wait to be counted."""
+
+    authentication_classes = ()  # the client token is checked below (access.authorize_events), not as a user's
+    permission_classes = (AllowAny,)
+    parser_classes = ()  # the body is read here, its size checked first
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={
+            202: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            413: OpenApiTypes.OBJECT,
+            503: OpenApiTypes.OBJECT,
+        },
+        examples=[
+            OpenApiExample(
+                "an exposure and its outcome",
+                value={
+                    "batch": "5f0c9e2b7d3a4c1e8b6a2d4f9e1c3b5a",
+                    "events": [
+                        {
+                            "type": "exposure",
+                            "unit_id": "user-42",
+                            "revision": 3,
+                            "version": 2,
+                            "score": 0.81,
+                            "ts": 1790000000.5,
+                        },
+                        {
+                            "type": "outcome",
+                            "unit_id": "user-42",
+                            "revision": 3,
+                            "version": 2,
+                            "metric": "click",
+                            "value": 1,
+                            "ts": 1790000042.0,
+                        },
+                    ],
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request, name: str) -> Response:
+        try:
+            authorize_events(request.headers.get("Authorization"), name)
+        except Refused as refused:
+            return Response(refused.payload, status=refused.status, headers=refused.headers)
+        limit = contract.MAX_BATCH_BYTES
+        declared = request.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return _too_large(f"at most {limit} bytes per batch; this one has {declared}")
+        body = request._request.read(limit + 1)
+        if len(body) > limit:
+            return _too_large(f"at most {limit} bytes per batch")
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return Response({"non_field_errors": ["The body is not JSON."]}, status=400)
+        scene_id = scene_id_named(name)
+        if scene_id is None:  # refused above already (no token covers a scene that does not exist)
+            return Response({"detail": "No such scene."}, status=404)
+        try:
+            accepted = services.events_accept(scene_id=scene_id, scene_name=name, document=document)
+        except services.BatchTooLarge as exc:
+            return _too_large(str(exc))
+        except services.BatchInvalid as exc:
+            return Response(exc.errors, status=400)
+        except BacklogFull as exc:
+            return _unavailable(f"Events of {name} are waiting to be counted ({exc}); send this batch again shortly.")
+        except RedisError as exc:
+            logger.warning("events of %s refused: Redis: %s", name, exc)
+            return _unavailable("The event stream cannot be reached; send this batch again shortly.")
+        return Response({"batch": accepted.batch, "events": accepted.events}, status=202)

@@ -167,3 +167,14 @@ def test_deleting_a_client_token_in_the_admin_revokes_it(alice, scene, user):
     token, key = client_token_create(name="old-server", scenes=[scene], user=user)
     response = alice.post(reverse("admin:deploy_clienttoken_delete", args=[token.pk]), {"post": "yes"})
     assert response.status_code == 302 and not ClientToken.objects.exists()
+
+
+def test_the_split_editor_chooses_the_control_of_the_results(alice, scene, versions):
+    response = alice.post(deploy_url(scene), {**split_post({1: 50, 2: 50}), "split-control": "2"})
+    assert response.status_code == 302
+    assert Deployment.objects.get(scene=scene).control == 2
+    page = alice.get(scene_url(scene)).content.decode()
+    assert '<option value="2" selected>v2</option>' in page
+    refused = alice.post(deploy_url(scene), {**split_post({1: 100, 2: 0}), "split-control": "2"})
+    assert refused.status_code == 400 and 'id="control-errors"' in refused.content.decode()
+    assert "The control must be one of the versions given traffic (1)" in refused.content.decode()
