@@ -8,7 +8,7 @@
    moment Redis appended it) to its ``EventBatch.aggregated_at`` (written last in the transaction that counted
    it). Target: p99 ≤ 5 s; the backlog must be drained at the end.
 3. **results**: a scene whose aggregated rows hold 10,000,000 exposures (2 versions × 40 days, 6,000,000 units;
-   sketches made by PFADDing every unit id, histograms, outcomes) answers ``GET …/results/`` through uvicorn;
+   sketches made by PFADDing every unit id, per day and per version, histograms, outcomes) answers ``GET …/results/`` through uvicorn;
    baseline: a bare ``/healthz``. Target: p99 ≤ 200 ms. The rows are written directly (counting 10M events
    first would take minutes and measures nothing more about the read).
 
@@ -164,7 +164,7 @@ def results_scene(site, user):
 
     from django_redis import get_redis_connection
 
-    from apps.deploy.models import ExposureDay, OutcomeDay
+    from apps.deploy.models import ExposureDay, OutcomeDay, VersionSketch
     from apps.deploy.services import deployment_create, model_version_register, scene_create, scene_publish
     from apps.deploy.tests.onnx_models import binary_model
     from tests.factories import TrainingRunFactory
@@ -182,20 +182,24 @@ def results_scene(site, user):
     first = datetime.date(2026, 9, 1)
     started = time.monotonic()
     unit = 0
+    version_keys = {version: f"bench:hll:v{version}:{uuid.uuid4().hex}" for version in (1, 2)}
     for day_index in range(RESULTS_DAYS):
         day = first + datetime.timedelta(days=day_index)
         for version in (1, 2):
             key = f"bench:hll:{uuid.uuid4().hex}"
             pipe = redis.pipeline(transaction=False)
-            # the day's active units: its new units and some returning ones
-            active = list(range(unit, unit + new_per_row)) + list(
-                range(max(0, unit - per_row), unit - new_per_row // 2)
+            # the day's active units of the version: its new units and some of the days before
+            first_new = day_index * new_per_row
+            active = list(range(first_new, first_new + new_per_row)) + list(
+                range(max(0, first_new - new_per_row // 2), first_new)
             )
             for start in range(0, len(active), 5000):
-                pipe.pfadd(key, *[f"u{n}" for n in active[start : start + 5000]])
+                pipe.pfadd(key, *[f"v{version}-u{n}" for n in active[start : start + 5000]])
             pipe.get(key)
+            pipe.pfcount(key)
+            pipe.pfmerge(version_keys[version], version_keys[version], key)
             pipe.delete(key)
-            sketch = pipe.execute()[-2]
+            sketch, active_units = pipe.execute()[-4:-2]
             unit += new_per_row
             scored = rng.multinomial(new_per_row, np.full(1000, 1 / 1000)).astype("<i8")
             converted = int(new_per_row * (0.12 + 0.01 * version))
@@ -209,6 +213,7 @@ def results_scene(site, user):
                 units=new_per_row,
                 score_bins=scored.tobytes(),
                 sketch=sketch,
+                active_units=active_units,
             )
             OutcomeDay.objects.create(
                 scene=scene,
@@ -222,6 +227,11 @@ def results_scene(site, user):
                 value_sumsq=float(positives.sum()),
                 positive_bins=positives.astype("<i8").tobytes(),
             )
+    for version, key in version_keys.items():
+        VersionSketch.objects.create(
+            scene=scene, revision=1, version=version, sketch=redis.get(key), active_units=redis.pfcount(key)
+        )
+        redis.delete(key)
     print(
         f"results: {RESULTS_EXPOSURES:,} exposures of {unit:,} units in rows, made in {time.monotonic() - started:.0f}s"
     )
@@ -238,6 +248,8 @@ def results_latency(site, scene, token: str, requests_count: int) -> tuple[list[
     units = sum(v["units"] for v in answer.json()["versions"])
     exposures = sum(v["exposures"] for v in answer.json()["versions"])
     assert exposures == RESULTS_EXPOSURES, exposures
+    estimates = [v["active_units_estimate"] for v in answer.json()["versions"]]
+    assert all(e and abs(e - units / 2) < 0.03 * units for e in estimates), estimates
     timings, baseline = [], []
     for _ in range(requests_count):
         started = time.perf_counter()

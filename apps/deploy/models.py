@@ -291,6 +291,7 @@ class ExposureDay(models.Model):
     pinned_units = models.BigIntegerField(default=0)
     score_bins = models.BinaryField(default=b"")
     sketch = models.BinaryField(default=b"")
+    active_units = models.BigIntegerField(default=0, help_text="The sketch's estimate of the units exposed that day.")
 
     class Meta:
         constraints = [
@@ -299,6 +300,25 @@ class ExposureDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scene_id} r{self.revision} v{self.version} {self.day}"
+
+
+class VersionSketch(models.Model):
+    """The HyperLogLog of every unit exposed to a version in a revision (the union of its days, kept current as
+    the days are, so that the results need not merge them), with its estimate."""
+
+    scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="+")
+    revision = models.PositiveIntegerField()
+    version = models.PositiveIntegerField()
+    sketch = models.BinaryField(default=b"")
+    active_units = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scene", "revision", "version"], name="version_sketch_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scene_id} r{self.revision} v{self.version} sketch"
 
 
 class OutcomeDay(models.Model):

@@ -25,10 +25,6 @@ from typing import Any
 
 import numpy as np
 from django.db.models import Sum
-from redis import Redis
-from redis.exceptions import RedisError
-
-from mlabsite.locks import redis_connection
 
 from ..models import (
     ConfigEntry,
@@ -39,9 +35,9 @@ from ..models import (
     OutcomeDay,
     Scene,
     UnattributedOutcomeDay,
+    VersionSketch,
 )
 from . import stats
-from .sketch import sketch_counts
 
 BINARY = "binary"
 MEAN = "mean"
@@ -59,7 +55,7 @@ class VersionResult:
     control: bool
     units: int
     pinned_units: int
-    active_units: int | None  # HyperLogLog estimate of the distinct units over every day (None: Redis down)
+    active_units: int | None  # HyperLogLog estimate of the distinct units over every day
     exposures: int
     outcomes: int
     converted: int
@@ -208,7 +204,19 @@ class SceneResults:
                 {
                     "day": day.day.isoformat(),
                     "open": day.open,
-                    "versions": [asdict(v) for v in day.versions],
+                    "versions": [
+                        {
+                            "version": v.version,
+                            "exposures": v.exposures,
+                            "units": v.units,
+                            "active_units": v.active_units,
+                            "converted": v.converted,
+                            "outcomes": v.outcomes,
+                            "rate": v.rate,
+                            "mean": v.mean,
+                        }
+                        for v in day.versions
+                    ],
                 }
                 for day in self.days
             ],
@@ -254,7 +262,6 @@ def scene_results(
     scene: Scene,
     revision: int | None = None,
     metric: str | None = None,
-    connection: Redis | None = None,
     daily: bool = True,
     now: float | None = None,
 ) -> SceneResults:
@@ -270,7 +277,7 @@ def scene_results(
     exposure_rows = list(
         ExposureDay.objects.filter(scene=scene, revision=revision)
         .order_by("day", "version")
-        .values_list("version", "day", "exposures", "units", "pinned_units", "score_bins", "sketch")
+        .values_list("version", "day", "exposures", "units", "pinned_units", "score_bins", "active_units")
     )
     outcome_rows = list(
         OutcomeDay.objects.filter(scene=scene, revision=revision, metric=metric)
@@ -281,8 +288,9 @@ def scene_results(
     )
     numbers = sorted({v for v, w in weights.items() if w > 0} | {row[0] for row in exposure_rows})
     kind = MEAN if any(row[6] for row in outcome_rows) else BINARY
-    connection = connection or redis_connection()
-    active, day_active = _active_units(connection, exposure_rows, numbers, daily=daily)
+    active: dict[int, int | None] = dict.fromkeys(numbers)
+    active.update(VersionSketch.objects.filter(scene=scene, revision=revision).values_list("version", "active_units"))
+    day_active = {(row[0], row[1]): row[6] for row in exposure_rows}
     versions = [
         _version_result(number, weights.get(number, 0), number == control, exposure_rows, outcome_rows, active)
         for number in numbers
@@ -374,24 +382,6 @@ def _compare(kind: str, control: VersionResult, challenger: VersionResult, outco
             stats.ProportionSample(challenger.units, min(challenger.converted, challenger.units)),
         )
     return stats.compare_means(_mean_sample(control, outcome_rows), _mean_sample(challenger, outcome_rows))
-
-
-def _active_units(
-    connection: Redis, exposure_rows: list, numbers: list[int], *, daily: bool
-) -> tuple[dict[int, int | None], dict[tuple[int, datetime.date], int | None]]:
-    """HyperLogLog estimates, in one round trip to Redis: distinct units per version over all days, and per
-    (version, day) when ``daily``. None when Redis cannot be reached (the exact figures do not need it)."""
-    sketches = [bytes(row[6] or b"") for row in exposure_rows]
-    groups = [[i for i, row in enumerate(exposure_rows) if row[0] == number] for number in numbers]
-    try:
-        singles, unions = sketch_counts(connection, sketches, groups)
-    except RedisError:
-        return dict.fromkeys(numbers), {}
-    totals: dict[int, int | None] = dict(zip(numbers, unions, strict=True))
-    per_day: dict[tuple[int, datetime.date], int | None] = {}
-    if daily:
-        per_day = {(row[0], row[1]): singles[i] for i, row in enumerate(exposure_rows)}
-    return totals, per_day
 
 
 def _unattributed(scene: Scene, revision: int, metric: str) -> dict[str, int]:

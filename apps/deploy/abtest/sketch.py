@@ -1,7 +1,8 @@
 """Distinct units per (scene, revision, version, day): HyperLogLog sketches kept in the database, computed by Redis.
 
-A sketch is Redis' own HLL string (GET/SET move it like any string). It lives in ``ExposureDay.sketch`` so that
-a Redis restart loses none; Redis only does the arithmetic: ``sketch_add`` loads a sketch into a scratch key,
+A sketch is Redis' own HLL string (GET/SET move it like any string). It lives in the database
+(``ExposureDay.sketch`` per day, ``VersionSketch.sketch`` per revision and version) so that a Redis restart
+loses none, with its estimate beside it so that reading results needs no Redis at all; Redis only does the arithmetic: ``sketch_add`` loads a sketch into a scratch key,
 PFADDs the units and reads it back (PFADD is idempotent: a replayed batch changes nothing), and
 ``sketch_union_count`` is PFCOUNT over several loaded sketches, i.e. the distinct units of their union (days
 merged into a range). Redis' HLL has a standard error of 0.81 %.
@@ -29,8 +30,9 @@ for i = 2, #ARGV, 1000 do
     redis.call('PFADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local sketch = redis.call('GET', KEYS[1])
+local estimate = redis.call('PFCOUNT', KEYS[1])
 redis.call('DEL', KEYS[1])
-return sketch
+return {sketch, estimate}
 """
 
 # The cardinality of the union of sketches kept in the database.
@@ -95,11 +97,12 @@ def sketch_counts(connection: Redis, sketches: list[bytes], groups: list[list[in
     return singles, counts[len(present) :]
 
 
-def sketch_add(connection: Redis, sketch: bytes, units: list[str]) -> bytes:
-    """The HyperLogLog ``sketch`` (Redis' HLL string; empty: a new one) with ``units`` added."""
+def sketch_add(connection: Redis, sketch: bytes, units: list[str]) -> tuple[bytes, int]:
+    """The HyperLogLog ``sketch`` (Redis' HLL string; empty: a new one) with ``units`` added, and its estimate
+    of the distinct units it holds."""
     scratch = _SCRATCH_PREFIX + uuid.uuid4().hex
-    result = connection.eval(_SKETCH_ADD, 1, scratch, sketch, *units)
-    return redis_bytes(result) or b""
+    updated, estimate = connection.eval(_SKETCH_ADD, 1, scratch, sketch, *units)  # type: ignore[misc]
+    return redis_bytes(updated) or b"", int(estimate)
 
 
 def sketch_union_count(connection: Redis, sketches: list[bytes]) -> int:

@@ -58,6 +58,7 @@ from ..models import (
     UnattributedOutcomeDay,
     UnitExposure,
     UnitOutcome,
+    VersionSketch,
 )
 from .event_stream import StreamEntry
 
@@ -431,8 +432,15 @@ class _Tally:
                 bins = bins_of(row.score_bins)
                 np.add.at(bins, np.asarray(acc.bins), 1)
                 row.score_bins = bins.tobytes()
-            row.sketch = sketch_add(self.connection, bytes(row.sketch or b""), sorted(acc.seen))
+            row.sketch, row.active_units = sketch_add(self.connection, bytes(row.sketch or b""), sorted(acc.seen))
             row.save()
+        by_version: dict[tuple[int, int], set[str]] = defaultdict(set)
+        for (revision, version, _), acc in self.exposure_days.items():
+            by_version[(revision, version)] |= acc.seen
+        for (revision, version), seen in by_version.items():
+            total, _ = VersionSketch.objects.get_or_create(scene=self.scene, revision=revision, version=version)
+            total.sketch, total.active_units = sketch_add(self.connection, bytes(total.sketch or b""), sorted(seen))
+            total.save()
 
     def _save_outcome_days(self) -> None:
         for (revision, version, metric, day), acc in self.outcome_days.items():
