@@ -290,7 +290,7 @@ def scene_results(
     kind = MEAN if any(row[6] for row in outcome_rows) else BINARY
     active: dict[int, int | None] = dict.fromkeys(numbers)
     active.update(VersionSketch.objects.filter(scene=scene, revision=revision).values_list("version", "active_units"))
-    day_active = {(row[0], row[1]): row[6] for row in exposure_rows}
+    day_active: dict[tuple[int, datetime.date], int | None] = {(row[0], row[1]): row[6] for row in exposure_rows}
     versions = [
         _version_result(number, weights.get(number, 0), number == control, exposure_rows, outcome_rows, active)
         for number in numbers

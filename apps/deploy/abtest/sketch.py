@@ -101,7 +101,7 @@ def sketch_add(connection: Redis, sketch: bytes, units: list[str]) -> tuple[byte
     """The HyperLogLog ``sketch`` (Redis' HLL string; empty: a new one) with ``units`` added, and its estimate
     of the distinct units it holds."""
     scratch = _SCRATCH_PREFIX + uuid.uuid4().hex
-    updated, estimate = connection.eval(_SKETCH_ADD, 1, scratch, sketch, *units)  # type: ignore[misc]
+    updated, estimate = connection.eval(_SKETCH_ADD, 1, scratch, sketch, *units)
     return redis_bytes(updated) or b"", int(estimate)
 
 
