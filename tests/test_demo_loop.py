@@ -85,7 +85,7 @@ def test_two_versions_a_90_10_split_a_rollback_followed_and_an_idempotent_rerun(
     rollback = Deployment.objects.get(scene__name=DEMO_SCENE, revision=6)
     assert rollback.rollback_of == 4 and rollback.comment.startswith("Guardrail: v3 is worse than control v1")
     assert published.revision == summary.final_revision == 6
-    assert any("The guardrail rolled revision 5 back" in line for line in lines)
+    assert any("The guardrail rolled revision 5 back by itself: v3 is worse" in line for line in lines)
 
     counts = (ModelVersion.objects.count(), TrainingRun.objects.count(), Deployment.objects.count())
     rerun = _demo("--impressions", "30000")

@@ -146,7 +146,7 @@ def guardrail_step(
     served = ", ".join(f"v{v} {n:,}" for v, n in sorted(pages.items()))
     say(f"  {sum(pages.values()):,} pages served under revision {revision}: {served}.")
     started = time.monotonic()
-    say(f"  {await_counted(scene, client, since=since, timeout=timeout)}.")
+    say(f"  The client's {await_counted(scene, client, since=since, timeout=timeout)}.")
     trip = _await_trip(scene, revision, started + timeout)
     rollback = trip.rollback.revision if trip.rollback else 0
     while not client.wait_for_revision(rollback, timeout=WORKER_GRACE_SECONDS):
@@ -155,8 +155,9 @@ def guardrail_step(
         if ConfigEntry.objects.get(scene=scene).revision < rollback:
             scene_publish(scene_id=scene.pk)  # no worker published it: publish here
     seconds = time.monotonic() - started
+    why = trip.reason.removeprefix("Guardrail: ").removesuffix(" Rolled back automatically.")
     say(
-        f"  The guardrail rolled revision {revision} back: {trip.reason} Revision {rollback} restores revision "
+        f"  The guardrail rolled revision {revision} back by itself: {why} Revision {rollback} restores revision "
         f"{trip.rollback.rollback_of if trip.rollback else '—'}; the client serves it {seconds:.1f}s after the flush."
     )
     return GuardrailStep(revision, dict(pages), rollback, trip.reason, seconds)
