@@ -1,11 +1,12 @@
 """Distinct units per (scene, revision, version, day): HyperLogLog sketches kept in the database, computed by Redis.
 
 A sketch is Redis' own HLL string (GET/SET move it like any string). It lives in the database
-(``ExposureDay.sketch`` per day, ``VersionSketch.sketch`` per revision and version) so that a Redis restart
-loses none, with its estimate beside it so that reading results needs no Redis at all; Redis only does the arithmetic: ``sketch_add`` loads a sketch into a scratch key,
-PFADDs the units and reads it back (PFADD is idempotent: a replayed batch changes nothing), and
-``sketch_union_count`` is PFCOUNT over several loaded sketches, i.e. the distinct units of their union (days
-merged into a range). Redis' HLL has a standard error of 0.81 %.
+(``ExposureDay.sketch`` per day, ``VersionSketch.sketch`` per revision and version), so that a Redis restart
+loses none, with its estimate beside it, so that reading results needs no Redis at all. Redis only does the
+arithmetic: ``sketch_add`` loads a sketch into a scratch key, PFADDs the units and reads it back with its
+estimate (PFADD is idempotent: a replayed batch changes nothing), and ``sketch_union_count`` is PFCOUNT over
+several loaded sketches, i.e. the distinct units of their union (days merged into a range). Redis' HLL has a
+standard error of 0.81 %.
 """
 
 from __future__ import annotations
@@ -48,53 +49,6 @@ local count = redis.call('PFCOUNT', unpack(keys))
 redis.call('DEL', unpack(keys))
 return count
 """
-
-
-# Several counts at once: each sketch alone, and the union of each group of them (a range of days).
-# ARGV: n, the n sketches, then for each group its size k and the k (1-based) sketch numbers.
-_SKETCH_COUNTS = """
-local n = tonumber(ARGV[1])
-local keys = {}
-for i = 1, n do
-    keys[i] = KEYS[1] .. ':' .. i
-    redis.call('SET', keys[i], ARGV[1 + i])
-end
-local counts = {}
-for i = 1, n do
-    counts[#counts + 1] = redis.call('PFCOUNT', keys[i])
-end
-local position = n + 2
-while position <= #ARGV do
-    local size = tonumber(ARGV[position])
-    local group = {}
-    for j = 1, size do
-        group[j] = keys[tonumber(ARGV[position + j])]
-    end
-    counts[#counts + 1] = size > 0 and redis.call('PFCOUNT', unpack(group)) or 0
-    position = position + size + 1
-end
-if n > 0 then
-    redis.call('DEL', unpack(keys))
-end
-return counts
-"""
-
-
-def sketch_counts(connection: Redis, sketches: list[bytes], groups: list[list[int]]) -> tuple[list[int], list[int]]:
-    """In one round trip: the estimate of each sketch (0 for an empty one), and of the union of each group of
-    sketches (indices into ``sketches``)."""
-    present = [i for i, sketch in enumerate(sketches) if sketch]
-    number = {index: position + 1 for position, index in enumerate(present)}
-    args: list = [len(present), *(sketches[i] for i in present)]
-    for group in groups:
-        members = [number[i] for i in group if i in number]
-        args += [len(members), *members]
-    scratch = _SCRATCH_PREFIX + uuid.uuid4().hex
-    counts = [int(c) for c in connection.eval(_SKETCH_COUNTS, 1, scratch, *args)]
-    singles = [0] * len(sketches)
-    for position, index in enumerate(present):
-        singles[index] = counts[position]
-    return singles, counts[len(present) :]
 
 
 def sketch_add(connection: Redis, sketch: bytes, units: list[str]) -> tuple[bytes, int]:
