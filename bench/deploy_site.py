@@ -122,6 +122,31 @@ class BenchSite:
         command += ["--port", str(port), "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
         return self.start(command, port=port, env=env)
 
+    def worker(self, **env: str) -> subprocess.Popen:
+        """``manage.py rqworker`` as ``mlabsite.serve`` starts it (the settings' worker class, JSON serializer)."""
+        command = [sys.executable, "manage.py", "rqworker", "default", "--serializer", "rq.serializers.JSONSerializer"]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=self.env(**env),
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.var_dir / f"worker-{len(self.processes)}.log", "w"),  # noqa: SIM115 (lives with it)
+        )
+        self.processes.append(process)
+        return process
+
+    def stop_servers(self) -> None:
+        """Stop the server and worker processes started so far (the site's database and Redis stay)."""
+        for process in self.processes:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+        self.processes.clear()
+
     def close(self) -> None:
         for process in self.processes:
             if process.poll() is None:

@@ -5,8 +5,9 @@ arrays (target: ratio ≤ 1.25, routing and feature mapping cost almost nothing)
 Exposure recording (on by default) is timed both ways: the same unit again (a repeat, only counted), and a
 new unit on every call (each one a first exposure: remembered and appended to the event buffer), which must
 also stay ≤ 1.25× ``session.run``; a second client with ``record_events=False`` gives the cost of predicting
-without it. The bench's server has no events endpoint to answer, so the buffered events wait there
-(bounded) while the sender retries with backoff: the cost timed is the hot path's alone.
+without it. The bench's server takes the events (202; no worker counts them here), so the client's sender
+thread posts a batch about once a second while the timers run: its share of the process is in the timings,
+as it is in an application's.
 
     python -m bench.predict [--rounds 40] [--number 500] [--impressions 20000]
 

@@ -34,6 +34,7 @@ def test_two_versions_a_90_10_split_a_rollback_followed_and_an_idempotent_rerun(
     assert [(v.version, v.run.template.slug, v.run.status) for v in versions] == [
         (1, "binary-lr", "succeeded"),
         (2, "binary-gbdt", "succeeded"),
+        (3, "demo-inverted-lr", "succeeded"),
     ]
     entry = ConfigEntry.objects.get(scene__name=DEMO_SCENE)
     assert entry.revision == 2 and sorted(map(tuple, entry.content["allocation"])) == [(0, 9000, 1), (9000, 10000, 2)]
@@ -67,14 +68,30 @@ def test_two_versions_a_90_10_split_a_rollback_followed_and_an_idempotent_rerun(
     assert again.counts == ab.counts  # the same units went back to v2: allocation moves no more than it must
     assert rolled_back.followed_in is not None and again.followed_in is not None
     assert Deployment.objects.get(scene__name=DEMO_SCENE, revision=rolled_back.revision).rollback_of == 1
-    assert published.revision == summary.final_revision == again.revision == 4
+    assert again.revision == 4
     assert any("v2 " in line and "A/B 90/10" in line for line in lines)
+
+    # The A/B results of revision 2: every unit counted once, different online AUCs, a split that holds.
+    results = summary.results
+    assert results is not None and results.revision == ab.revision == 2 and results.metric == "click"
+    v1, v2 = results.versions
+    assert (v1.units, v2.units) == (ab.counts[1], ab.counts[2]) and v1.outcomes + v2.outcomes == 10_000
+    assert v1.quality.auc is not None and v2.quality.auc is not None and v1.quality.auc != v2.quality.auc
+    assert 0.7 < v1.quality.auc < 0.9 and not results.srm.mismatch
+    assert any("Online AUCs differ" in line for line in lines) and any("no mismatch" in line for line in lines)
+    # The bad challenger (revision 5) was rolled back by the guardrail to the A/B split (revision 6).
+    step = summary.guardrail
+    assert step is not None and step.revision == 5 and step.rollback_revision == 6
+    rollback = Deployment.objects.get(scene__name=DEMO_SCENE, revision=6)
+    assert rollback.rollback_of == 4 and rollback.comment.startswith("Guardrail: v3 is worse than control v1")
+    assert published.revision == summary.final_revision == 6
+    assert any("The guardrail rolled revision 5 back by itself: v3 is worse" in line for line in lines)
 
     counts = (ModelVersion.objects.count(), TrainingRun.objects.count(), Deployment.objects.count())
     rerun = _demo("--impressions", "30000")
     assert "nothing retrained" in rerun and "Training" not in rerun
     assert counts == (ModelVersion.objects.count(), TrainingRun.objects.count(), Deployment.objects.count())
-    assert ConfigEntry.objects.get(scene__name=DEMO_SCENE).revision == 4
+    assert ConfigEntry.objects.get(scene__name=DEMO_SCENE).revision == 6
     assert ClientToken.objects.filter(name="demo-client").count() == 1  # the old demo token was revoked
 
 

@@ -77,7 +77,9 @@ def test_fresh_embedded_default_serves_admin_api_and_health(embedded_env):
         assert (var_dir / "mlab.sqlite3").exists() and (var_dir / "redis.sock").exists()
         assert requests.get(f"{base}/api/v1/templates/", timeout=5).status_code == 401
         listing = requests.get(f"{base}/api/v1/templates/", headers={"Authorization": f"Token {token}"}, timeout=5)
-        assert listing.json()["count"] == 4
+        # the four built-ins, and the demo's deliberately bad template (the demo user's own, not published)
+        slugs = sorted(template["slug"] for template in listing.json()["results"])
+        assert slugs == ["binary-gbdt", "binary-lr", "binary-rf", "demo-inverted-lr", "regression-linear"]
         session = requests.Session()
         login = session.get(f"{base}/admin/login/", timeout=5)
         csrf = session.cookies["csrftoken"]

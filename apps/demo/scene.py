@@ -1,4 +1,5 @@
-"""The demo scene: two trained versions, a published baseline and a 90/10 A/B deployment, a client token.
+"""The demo scene: two trained versions, a published baseline and a 90/10 A/B deployment, a client token; and a
+third version, deliberately bad, that the demo loop deploys as a challenger for the guardrail to roll back.
 
 Idempotent: a rerun reuses the scene, its versions (a template whose version exists is never trained again)
 and its deployments. Training runs in this process
@@ -7,6 +8,7 @@ with the local engine, and publication is synchronous, so the config is there wh
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -28,7 +30,9 @@ from apps.deploy.services import (
     scene_publish,
     scene_update,
 )
+from apps.templates.builtins import BUILTIN_TEMPLATES
 from apps.templates.models import AlgorithmTemplate
+from apps.templates.services import template_create
 from apps.training.jobs import run_training
 from apps.training.models import DataSource, TrainingRun
 from apps.training.services import training_run_create
@@ -38,6 +42,14 @@ logger = logging.getLogger(__name__)
 DEMO_SCENE = "seller-union-ctr"
 DEMO_TEMPLATES = ("binary-lr", "binary-gbdt")  # the baseline, then the challenger
 CHALLENGER_WEIGHT = 10
+# The deliberately bad version: logistic regression trained with the positive class inverted (clicked = 0), so
+# it ranks the likeliest clicks last. A real template and a real run, owned by the demo user (not published).
+BAD_TEMPLATE = "demo-inverted-lr"
+# What the guardrail of the demo scene watches: the demo application shows, of a page of candidates, the one the
+# model scores highest, and records whether it was clicked.
+GUARDRAIL_METRIC = "offer_click"
+GUARDRAIL_ALPHA = 0.01
+GUARDRAIL_MIN_UNITS = 300
 DEMO_CLIENT_TOKEN = "demo-client"
 TRAINING_TIMEOUT_SECONDS = 1800
 
@@ -53,10 +65,15 @@ class DemoScene:
     baseline: int
     challenger: int
     trained: tuple[int, ...]
+    bad: int = 0  # the deliberately bad version (0: not set up)
 
     @property
     def baseline_splits(self) -> list[dict]:
         return [{"version": self.baseline, "weight": 100}]
+
+    @property
+    def bad_splits(self) -> list[dict]:
+        return [{"version": self.baseline, "weight": 50}, {"version": self.bad, "weight": 50}]
 
     @property
     def ab_splits(self) -> list[dict]:
@@ -95,7 +112,20 @@ def demo_scene_sync(*, user, datasource: DataSource, say: Say = logger.info) -> 
             version = model_version_register(run=run, scene=scene, user=user)
             say(f"Registered run {run.pk} ({slug}) as version {version.version} of {scene.name}.")
         numbers.append(version.version)
-    demo = DemoScene(scene=scene, baseline=numbers[0], challenger=numbers[1], trained=tuple(trained))
+    bad = ModelVersion.objects.filter(scene=scene, run__template__slug=BAD_TEMPLATE).order_by("version").first()
+    if bad is None:
+        run = _train(demo_bad_template_sync(user=user).slug, datasource=datasource, user=user, say=say)
+        trained.append(run.pk)
+        bad = model_version_register(run=run, scene=scene, user=user)
+        say(f"Registered run {run.pk} ({BAD_TEMPLATE}, deliberately bad) as version {bad.version} of {scene.name}.")
+    if not scene.guardrail_metric:
+        scene = scene_update(
+            scene=scene,
+            guardrail_metric=GUARDRAIL_METRIC,
+            guardrail_alpha=GUARDRAIL_ALPHA,
+            guardrail_min_units=GUARDRAIL_MIN_UNITS,
+        )
+    demo = DemoScene(scene=scene, baseline=numbers[0], challenger=numbers[1], trained=tuple(trained), bad=bad.version)
     if not Deployment.objects.filter(scene=scene).exists():
         for splits, comment in (
             (demo.baseline_splits, "Demo baseline: logistic regression serves everyone"),
@@ -108,6 +138,27 @@ def demo_scene_sync(*, user, datasource: DataSource, say: Say = logger.info) -> 
     else:
         scene_publish(scene_id=scene.pk)  # a deployment left unpublished (no worker ran) is published now
     return demo
+
+
+def demo_bad_template_sync(*, user) -> AlgorithmTemplate:
+    """The template of the deliberately bad version: ``binary-lr`` whose sample takes ``clicked = 0`` as the
+    positive class (owned by ``user``, not published)."""
+    template = AlgorithmTemplate.objects.filter(slug=BAD_TEMPLATE).first()
+    if template is not None:
+        return template
+    nodes = copy.deepcopy(next(t["nodes"] for t in BUILTIN_TEMPLATES if t["slug"] == "binary-lr"))
+    for node in nodes:
+        if node["type"] == "sample.sql":
+            node["overrides"] = {**node.get("overrides", {}), "positive_value": "0"}
+    return template_create(
+        slug=BAD_TEMPLATE,
+        name="Demo · deliberately bad (inverted labels)",
+        description="Logistic regression trained to predict that an impression is NOT clicked, then served as a "
+        "click model: it ranks the likeliest clicks last. The demo deploys it so that the guardrail rolls it back.",
+        task_type="binary",
+        nodes=nodes,
+        owner=user,
+    )
 
 
 def demo_publish(demo: DemoScene, *, splits: list[dict], user, comment: str) -> int:

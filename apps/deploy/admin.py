@@ -21,6 +21,7 @@ from apps.training.selectors import training_run_list
 from mlabsite.formfields import JSON_FORMFIELD_OVERRIDES
 
 from . import selectors, services
+from .admin_results import scene_results_context
 from .forms import RegisterRunForm, SplitEditorForm
 from .models import ClientToken, ConfigEntry, Deployment, ModelVersion, Scene
 
@@ -58,7 +59,9 @@ class SceneAdmin(admin.ModelAdmin):
         return selectors.scene_list(user=request.user)
 
     def get_fields(self, request, obj=None):
-        return ["name", "description", "owners"] if obj is None else ["name", "description", "owners", "salt"]
+        if obj is None:
+            return ["name", "description", "owners"]
+        return ["name", "description", "owners", "salt", *services.RESULTS_SETTINGS]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else ["name", "salt"]
@@ -99,7 +102,10 @@ class SceneAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             services.scene_update(
-                scene=obj, description=form.cleaned_data["description"], owners=form.cleaned_data["owners"]
+                scene=obj,
+                description=form.cleaned_data["description"],
+                owners=form.cleaned_data["owners"],
+                **{name: form.cleaned_data[name] for name in services.RESULTS_SETTINGS if name in form.cleaned_data},
             )
             return
         created = services.scene_create(
@@ -131,6 +137,7 @@ class SceneAdmin(admin.ModelAdmin):
             extra.update(self.scene_context(request, scene), title=f"Scene {scene.name}", subtitle=None)
             # The scene's own form is "Scene settings" at the bottom of the page, with one Save button of its own.
             extra.update(show_save_and_add_another=False, show_save_and_continue=False, show_delete=False)
+            extra.update(scene_results_context(scene))
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
     def response_change(self, request, obj):
@@ -154,7 +161,13 @@ class SceneAdmin(admin.ModelAdmin):
             "scene_obj": scene,
             "versions_table": [self._version_row(v, shares.get(v.version), pinned.get(v.version, 0)) for v in versions],
             "split_form": split_form
-            or SplitEditorForm(versions=versions, weights=weights, overrides=overrides, prefix="split"),
+            or SplitEditorForm(
+                versions=versions,
+                weights=weights,
+                overrides=overrides,
+                control=latest.control_version if latest else None,
+                prefix="split",
+            ),
             "config_entry": entry,
             "live_summary": selectors.config_summary(entry.content) if entry and published else "",
             "config_json": json.dumps(entry.content, indent=2, sort_keys=True) if entry and published else "",
@@ -212,11 +225,13 @@ class SceneAdmin(admin.ModelAdmin):
                     splits=form.splits(),
                     overrides=form.cleaned_data["overrides"],
                     comment=form.cleaned_data["comment"],
+                    control_version=form.cleaned_data["control"],
                     user=request.user,
                 )
             except ValidationError as exc:
+                fields = {"overrides": "overrides", "control_version": "control"}
                 for field, errors in exc.message_dict.items():
-                    form.add_error("overrides" if field == "overrides" else None, errors)
+                    form.add_error(fields.get(field), errors)
             else:
                 self.message_user(
                     request,

@@ -2,9 +2,10 @@
 
 Both kinds arrive as ``Authorization: Token <key>``; client tokens carry the ``mlc_`` prefix, user tokens
 (``mlabsite.tokens``) ``mlu_``. Client tokens are accepted ONLY by the config and artifact endpoints (which call
-``reader_from_header``); every other API route authenticates with user tokens only, where a client token is
-simply an invalid token (401). Failed authentications count against the client's address
-(``mlabsite.auth_throttle``), checked before any token is looked up.
+``reader_from_header``) and by the events endpoint (see ``apis/access.py``); every other API route
+authenticates with user tokens only, where a client token is simply an invalid token (401). Failed
+authentications count against the client's address (``mlabsite.auth_throttle``), checked before any token is
+looked up.
 """
 
 from __future__ import annotations

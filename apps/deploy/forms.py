@@ -23,9 +23,28 @@ class SplitEditorForm(forms.Form):
         "version, whatever the split.",
     )
     comment = forms.CharField(required=False, widget=forms.TextInput(attrs={"size": 60}))
+    control = forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=None,
+        label="Control",
+        help_text="The version the results compare the others with. Default: the one with the largest weight.",
+    )
 
-    def __init__(self, *args, versions: list[ModelVersion], weights: dict[int, int], overrides: dict, **kwargs):
+    def __init__(
+        self,
+        *args,
+        versions: list[ModelVersion],
+        weights: dict[int, int],
+        overrides: dict,
+        control: int | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        control_field = self.fields["control"]
+        assert isinstance(control_field, forms.TypedChoiceField)
+        control_field.choices = [("", "the largest weight"), *((v.version, f"v{v.version}") for v in versions)]
+        control_field.initial = control
         self.versions = versions
         self.weight_fields = []
         for version in versions:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .services import publication_sweep, scene_publish
+from .services import events_aggregate, events_aggregation_sweep, publication_sweep, scene_publish
 
 
 def scene_publish_job(scene_id: int) -> dict:
@@ -16,3 +16,13 @@ def scene_publish_job(scene_id: int) -> dict:
 def publication_sweep_job() -> list[int]:
     """Enqueue publication of scenes whose newest deployment is not published yet."""
     return publication_sweep()
+
+
+def events_aggregate_job(scene_id: int) -> dict:
+    """Count the scene's waiting events into the results (see services.aggregation); safe to run twice."""
+    return events_aggregate(scene_id=scene_id).as_dict()
+
+
+def events_aggregation_sweep_job() -> list[int]:
+    """Request an aggregation run of every scene whose stream holds entries."""
+    return events_aggregation_sweep()

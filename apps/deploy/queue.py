@@ -21,3 +21,19 @@ def enqueue_scene_publish(scene_id: int) -> None:
         job_timeout=600,
         description=f"publish scene {scene_id}",
     )
+
+
+AGGREGATE_JOB = "apps.deploy.jobs.events_aggregate_job"
+
+
+def enqueue_events_aggregate(scene_id: int) -> None:
+    """Enqueue an aggregation run of the scene's event stream (the run finds out what there is to do). Raises
+    RedisError."""
+    django_rq.get_queue(QUEUE).enqueue(
+        AGGREGATE_JOB,
+        scene_id,
+        job_timeout=600,
+        result_ttl=60,
+        failure_ttl=24 * 3600,
+        description=f"aggregate the events of scene {scene_id}",
+    )

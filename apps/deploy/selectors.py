@@ -33,6 +33,24 @@ def scene_get(*, user, name: str) -> Scene:
     return scene_list(user=user).get(name=name)
 
 
+SCENE_ID_CACHE_SECONDS = 60.0
+_scene_ids: dict[str, tuple[float, int]] = {}
+
+
+def scene_id_named(name: str) -> int | None:
+    """The id of the scene named ``name`` (None: no such scene), kept in the process for a minute: the events
+    door asks on every batch, and a scene is never renamed (nor deleted, but by hand)."""
+    hit = _scene_ids.get(name)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    found = Scene.objects.filter(name=name).values_list("pk", flat=True).first()
+    if found is not None:
+        if len(_scene_ids) >= 10_000:
+            _scene_ids.clear()
+        _scene_ids[name] = (time.monotonic() + SCENE_ID_CACHE_SECONDS, found)
+    return found
+
+
 def scene_owned_by(scene: Scene, user) -> bool:
     return user.is_superuser or scene.owners.filter(pk=user.pk).exists()
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .apis import artifacts, config, scenes
+from .apis import artifacts, config, events, results, scenes
 from .apis.server_mode import server_mode_path
 
 urlpatterns = [
@@ -17,6 +17,8 @@ urlpatterns = [
     path("scenes/<slug:name>/deployments/", scenes.DeploymentListCreateApi.as_view(), name="scene-deployment-list"),
     path("scenes/<slug:name>/rollback/", scenes.RollbackApi.as_view(), name="scene-rollback"),
     path("scenes/<slug:name>/predict/", scenes.PredictApi.as_view(), name="scene-predict"),
+    path("scenes/<slug:name>/events/", events.EventsApi.as_view(), name="scene-events"),
+    path("scenes/<slug:name>/results/", results.ResultsApi.as_view(), name="scene-results"),
     server_mode_path(
         "config/<slug:name>/", sync_view=config.config_view_sync, async_view=config.config_view_async, name="config"
     ),

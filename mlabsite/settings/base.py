@@ -132,8 +132,9 @@ RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600, "SERIALIZER": RQ_SERIALIZER},
 }
 # Our services register enqueueing with transaction.on_commit themselves. The worker class closes database
-# connections around jobs and reaps runs whose worker died (apps/training/worker.py).
-RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "apps.training.worker.MlabWorker"}
+# connections around jobs, reaps runs whose worker died (apps/training/worker.py) and sweeps the scenes' event
+# streams (apps/deploy/worker.py).
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "apps.deploy.worker.MlabWorker"}
 # Imported by the forking worker before it forks, so that each job's process inherits them.
 MLAB_WORKER_PRELOAD = ["apps.training.jobs", "apps.deploy.jobs"]
 
@@ -367,3 +368,14 @@ MLAB_WORKER_MAINTENANCE_SECONDS = env.int("MLAB_WORKER_MAINTENANCE_SECONDS", def
 MLAB_RUN_QUEUE_LIMIT_SECONDS = env.int("MLAB_RUN_QUEUE_LIMIT_SECONDS", default=6 * 3600)
 # How long a queued run's secret parameters wait in Redis for its job (they are deleted once used).
 MLAB_RUN_SECRETS_SECONDS = env.int("MLAB_RUN_SECRETS_SECONDS", default=6 * 3600)
+
+# --- A/B events and results -------------------------------------------------------------------------
+# The events door stops appending (503, retried by the SDK) once a scene's stream holds this many batches not yet
+# counted: below the stream's MAXLEN (mlab_client.contract.EVENTS_STREAM_MAXLEN), so that trimming never drops any.
+MLAB_EVENTS_STREAM_LIMIT = env.int("MLAB_EVENTS_STREAM_LIMIT", default=8_000)
+# The most events the server takes in one batch (413 above; never more than the contract's 1,000).
+MLAB_EVENTS_MAX_BATCH_EVENTS = env.int("MLAB_EVENTS_MAX_BATCH_EVENTS", default=1_000)
+# How long one aggregation job counts before it yields the worker (and asks for another run if entries wait).
+MLAB_EVENTS_AGGREGATE_SECONDS = env.float("MLAB_EVENTS_AGGREGATE_SECONDS", default=10.0)
+# Batch ids are kept this long to recognise a batch sent again (a retry comes within minutes).
+MLAB_EVENTS_BATCH_RETENTION_DAYS = env.int("MLAB_EVENTS_BATCH_RETENTION_DAYS", default=7)

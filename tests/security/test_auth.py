@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import stat
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from importlib import import_module
 from pathlib import Path
@@ -77,6 +79,9 @@ ROUTES: dict[str, tuple[str, list[str], int]] = {
     "scene-deployment-list POST": ("POST", ["deploy.view_scene", "deploy.add_deployment"], 201),
     "scene-rollback": ("POST", ["deploy.view_scene", "deploy.add_deployment"], 201),
     "scene-predict": ("POST", ["deploy.view_scene", "deploy.view_modelversion"], 200),
+    "scene-detail PATCH": ("PATCH", ["deploy.view_scene", "deploy.change_scene"], 200),
+    "scene-events": ("POST", ["deploy.view_scene"], 202),
+    "scene-results": ("GET", ["deploy.view_scene"], 200),
     "config": ("GET", ["deploy.view_scene"], 200),
 }
 
@@ -108,6 +113,7 @@ def world(db, builtin_templates, duck_source):
         scene_publish(scene_id=scene.pk)
         queued = TrainingRunFactory(owner=user, datasource=duck_source, status=TrainingRun.Status.QUEUED, artifact=None)
         run_body = {"template": "binary-lr", "datasource": "demo", "params": {}}
+        exposure = {"type": "exposure", "unit_id": "u-1", "revision": 1, "version": 1, "ts": time.time()}
         requests = {
             "template-list": ({}, None),
             "template-detail": ({"slug": "binary-lr"}, None),
@@ -132,6 +138,9 @@ def world(db, builtin_templates, duck_source):
             "scene-deployment-list POST": ({"name": "ctr"}, {"splits": [{"version": 2, "weight": 100}]}),
             "scene-rollback": ({"name": "ctr"}, {"revision": 1}),
             "scene-predict": ({"name": "ctr"}, {"unit_id": "u-1", "features": ROW}),
+            "scene-detail PATCH": ({"name": "ctr"}, {"description": "new words"}),
+            "scene-events": ({"name": "ctr"}, {"batch": "batch-0001", "events": [exposure]}),
+            "scene-results": ({"name": "ctr"}, None),
             "config": ({"name": "ctr"}, None),
         }
 
@@ -141,7 +150,7 @@ def world(db, builtin_templates, duck_source):
             path = reverse(f"api:{route.split()[0]}", kwargs=kwargs)
             if method == "GET":
                 return client.get(path)
-            return client.post(path, body or {}, format="json")
+            return client.generic(method, path, json.dumps(body or {}), content_type="application/json")
 
         return call
 

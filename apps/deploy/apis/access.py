@@ -1,4 +1,5 @@
-"""Who may read a scene's config and artifacts, for the client-facing endpoints; refusals as JSON answers."""
+"""Who may use the client-facing endpoints of a scene: read its config and artifacts (``authorize``), and send
+its A/B events (``authorize_events``), the one write a client token may make. Refusals as JSON answers."""
 
 from __future__ import annotations
 
@@ -96,11 +97,11 @@ def token_digest(header: str | None) -> str | None:
     return client_token_digest(key) if key is not None else None
 
 
-def _scope_refusal(scenes: frozenset[str] | None, name: str) -> Refused | None:
+def _scope_refusal(scenes: frozenset[str] | None, name: str, action: str = "read scene") -> Refused | None:
     if scenes is None:
         return unauthenticated("Invalid token.")
     if name not in scenes:
-        return Refused(403, f"This client token cannot read scene {name!r}.")
+        return Refused(403, f"This client token cannot {action} {name!r}.")
     return None
 
 
@@ -112,7 +113,7 @@ def _client_token_scenes_counted(digest: str, address: str) -> frozenset[str] | 
     return scenes
 
 
-def authorize(header: str | None, name: str, *, address: str) -> None:
+def authorize(header: str | None, name: str, *, address: str, action: str = "read scene") -> None:
     """Raise Refused unless the caller may read the scene. Client tokens, the hot path of every poll, are
     answered from the process's short-lived cache of token scopes; only a token not known to be good there
     asks the failed-authentication throttle (Redis) and then the database. User tokens check permissions and
@@ -129,9 +130,16 @@ def authorize(header: str | None, name: str, *, address: str) -> None:
         except AuthThrottled as exc:
             raise too_many_failures(exc) from None
         scenes = _client_token_scenes_counted(digest, address)
-    refusal = _scope_refusal(scenes, name)
+    refusal = _scope_refusal(scenes, name, action)
     if refusal is not None:
         raise refusal
+
+
+def authorize_events(header: str | None, name: str, *, address: str) -> None:
+    """Raise Refused unless the caller may send A/B events to the scene: a client token of that scene (the
+    same O(1) check from the process's cache of token scopes as a poll), or an owner. It is the only write a
+    client token may make; every other route takes user tokens alone."""
+    authorize(header, name, address=address, action="send events to scene")
 
 
 async def authorize_async(header: str | None, name: str, *, address: str, run_sync=sync_to_async) -> None:

@@ -30,7 +30,19 @@ class SceneSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Scene
-        fields = ["name", "description", "owners", "revision", "last_revision", "versions", "created_at"]
+        fields = [
+            "name",
+            "description",
+            "owners",
+            "revision",
+            "last_revision",
+            "versions",
+            "attribution_window",
+            "guardrail_metric",
+            "guardrail_alpha",
+            "guardrail_min_units",
+            "created_at",
+        ]
 
     def get_revision(self, scene) -> int:
         config = getattr(scene, "config", None)
@@ -81,9 +93,17 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "comment",
             "author",
             "rollback_of",
+            "control_version",
+            "control",
             "published",
             "created_at",
         ]
+
+    control = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="The control of the results: control_version, else the largest weight.",
+    )
 
 
 class _SceneMixin(APIView):
@@ -134,11 +154,29 @@ class SceneListCreateApi(generics.ListAPIView):
 
 
 class SceneDetailApi(_SceneMixin, generics.RetrieveAPIView):
-    required_permissions = {"GET": ["deploy.view_scene"]}
+    """A scene you own. PATCH changes its description and its A/B results settings: ``attribution_window``
+    (seconds), ``guardrail_metric`` (empty: no guardrail), ``guardrail_alpha``, ``guardrail_min_units``."""
+
+    required_permissions = {"GET": ["deploy.view_scene"], "PATCH": ["deploy.view_scene", "deploy.change_scene"]}
     serializer_class = SceneSerializer
+
+    class SceneUpdateInput(serializers.Serializer):
+        description = serializers.CharField(required=False, allow_blank=True)
+        attribution_window = serializers.IntegerField(required=False)
+        guardrail_metric = serializers.CharField(required=False, allow_blank=True, max_length=64)
+        guardrail_alpha = serializers.FloatField(required=False)
+        guardrail_min_units = serializers.IntegerField(required=False)
 
     def get_object(self):
         return self.get_scene()
+
+    @extend_schema(request=SceneUpdateInput, responses={200: SceneSerializer, 400: OpenApiTypes.OBJECT})
+    def patch(self, request, name: str):
+        scene = self.get_scene()
+        body = self.SceneUpdateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.scene_update(scene=scene, **body.validated_data)
+        return Response(SceneSerializer(selectors.scene_get(user=request.user, name=scene.name)).data)
 
 
 class VersionListCreateApi(_SceneMixin, generics.ListAPIView):
@@ -201,6 +239,9 @@ class DeploymentListCreateApi(_SceneMixin, generics.ListAPIView):
         splits = serializers.JSONField(help_text='[{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]')
         overrides = serializers.JSONField(required=False, default=dict, help_text='{"unit id": version}')
         comment = serializers.CharField(required=False, allow_blank=True, default="")
+        control_version = serializers.IntegerField(
+            required=False, allow_null=True, default=None, help_text="The results' control (default: largest weight)."
+        )
 
     def get_queryset(self):
         return selectors.deployment_list(scene=self.get_scene())

@@ -91,10 +91,13 @@ def deployment_create(
     comment: str = "",
     user=None,
     rollback_of: int | None = None,
+    control_version: int | None = None,
 ) -> Deployment:
     """Create the scene's next revision: ``splits`` ``[{"version": 1, "weight": 90}, …]`` (integer weights
-    summing to 100) and ``overrides`` ``{unit_id: version}`` for a gray release. Raises ValidationError naming
-    ``splits`` or ``overrides``. Publication is enqueued when the transaction commits."""
+    summing to 100) and ``overrides`` ``{unit_id: version}`` for a gray release; ``control_version``, the
+    version the A/B results compare challengers with (None: the largest weight, see ``Deployment.control``).
+    Raises ValidationError naming ``splits``, ``overrides`` or ``control_version``. Publication is enqueued
+    when the transaction commits."""
     known = set(ModelVersion.objects.filter(scene=scene).values_list("version", flat=True))
     errors = {}
     try:
@@ -105,6 +108,13 @@ def deployment_create(
         overrides = overrides_clean(overrides, scene=scene, known=known)
     except ValidationError as exc:
         errors.update(exc.message_dict)
+    if control_version is not None and "splits" not in errors:
+        weighted = {row["version"] for row in splits if row["weight"] > 0}
+        if not _is_int(control_version) or control_version not in weighted:
+            errors["control_version"] = [
+                f"The control must be one of the versions given traffic ({', '.join(map(str, sorted(weighted)))}); "
+                f"got {control_version!r}."
+            ]
     if errors:
         raise ValidationError(errors)
     scene = Scene.objects.select_for_update().get(pk=scene.pk)
@@ -119,6 +129,7 @@ def deployment_create(
         comment=comment,
         author=user,
         rollback_of=rollback_of,
+        control_version=control_version,
     )
     deployment.full_clean()
     deployment.save()
@@ -139,4 +150,5 @@ def deployment_rollback(*, scene: Scene, revision: int, user, comment: str = "")
         comment=comment or f"Rollback to revision {revision}",
         user=user,
         rollback_of=revision,
+        control_version=target.control_version,
     )

@@ -36,16 +36,37 @@ def scene_create(*, name: str, description: str = "", owners: Iterable = (), use
     return scene
 
 
+RESULTS_SETTINGS = ("attribution_window", "guardrail_metric", "guardrail_alpha", "guardrail_min_units")
+
+
 @transaction.atomic
-def scene_update(*, scene: Scene, description: str, owners: Iterable) -> Scene:
-    """Change what may change after creation: the description and the owners (at least one)."""
-    owners = list(owners)
-    if not owners:
-        raise ValidationError({"owners": ["A scene needs at least one owner."]})
-    scene.description = description
+def scene_update(
+    *, scene: Scene, description: str | None = None, owners: Iterable | None = None, **results_settings
+) -> Scene:
+    """Change what may change after creation: the description, the owners (at least one), and the A/B results
+    settings (``attribution_window`` in seconds, ``guardrail_metric``, empty for none, ``guardrail_alpha``,
+    ``guardrail_min_units``). What is None or not given stays as it is. Raises ValidationError naming the
+    field."""
+    unknown = set(results_settings) - set(RESULTS_SETTINGS)
+    if unknown:
+        raise TypeError(f"scene_update() got unexpected settings {sorted(unknown)}")
+    changed = []
+    if description is not None:
+        scene.description = description
+        changed.append("description")
+    for name, value in results_settings.items():
+        if value is not None:
+            setattr(scene, name, value)
+            changed.append(name)
+    if owners is not None:
+        owners = list(owners)
+        if not owners:
+            raise ValidationError({"owners": ["A scene needs at least one owner."]})
     scene.full_clean()
-    scene.save(update_fields=["description"])
-    scene.owners.set(owners)
+    if changed:
+        scene.save(update_fields=changed)
+    if owners is not None:
+        scene.owners.set(owners)
     return scene
 
 

@@ -90,8 +90,9 @@ def _forget_process_memos():
     """Each test starts with empty in-process memos (published configs, client token scopes): the database
     and Redis they mirror are emptied between tests too."""
     from apps.deploy.configs import config_memo
-    from apps.deploy.selectors import _client_token_scopes
+    from apps.deploy.selectors import _client_token_scopes, _scene_ids
 
     config_memo.clear()
     _client_token_scopes.clear()
+    _scene_ids.clear()
     yield

@@ -217,7 +217,9 @@ def test_the_scene_settings_are_their_own_form_and_publish_nothing(alice, scene,
     assert 'name="split-weight_1"' not in settings.group(1)
     split = re.search(r'<section class="module mlab-section" id="split-editor">(.*?)</section>', html, re.S).group(1)
     assert 'value="Publish this split as revision 1"' in split and "description" not in split
-    response = alice.post(scene_url(scene), {"description": "new words", "owners": [business_user.pk], "_save": "1"})
+    form = {"description": "new words", "owners": [business_user.pk], "_save": "1"}
+    form.update(attribution_window=3600, guardrail_metric="", guardrail_alpha=0.01, guardrail_min_units=300)
+    response = alice.post(scene_url(scene), form)
     assert response.status_code == 302 and response["Location"].endswith("#scene-settings")
     scene.refresh_from_db()
     assert scene.description == "new words" and not Deployment.objects.exists()
@@ -250,3 +252,14 @@ def test_a_run_page_compares_the_run_with_the_versions_of_its_template_live_in_y
     assert "seller-union-ctr v1" in text and "serves 100.0% of units" in text
     assert "AUC 0.810 against 0.790: better by 0.020 (2.5%)" in text
     assert "Log loss 0.370 against 0.360: worse by 0.010 (2.8%)" in text
+
+
+def test_the_split_editor_chooses_the_control_of_the_results(alice, scene, versions):
+    response = alice.post(deploy_url(scene), {**split_post({1: 50, 2: 50}), "split-control": "2"})
+    assert response.status_code == 302
+    assert Deployment.objects.get(scene=scene).control == 2
+    page = alice.get(scene_url(scene)).content.decode()
+    assert '<option value="2" selected>v2</option>' in page
+    refused = alice.post(deploy_url(scene), {**split_post({1: 100, 2: 0}), "split-control": "2"})
+    assert refused.status_code == 400 and 'id="control-errors"' in refused.content.decode()
+    assert "The control must be one of the versions given traffic (1)" in refused.content.decode()

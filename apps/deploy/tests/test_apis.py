@@ -190,6 +190,8 @@ def test_the_openapi_schema_lists_the_scene_routes(api):
         "/api/v1/scenes/{name}/deployments/",
         "/api/v1/scenes/{name}/rollback/",
         "/api/v1/scenes/{name}/predict/",
+        "/api/v1/scenes/{name}/events/",
+        "/api/v1/scenes/{name}/results/",
     ):
         assert fragment in text
 

@@ -101,3 +101,10 @@ def test_client_token_is_printed_once_and_stored_as_a_digest(scene):
     key = run("client_token", "ads-server", scene.name).splitlines()[-1]
     assert key.startswith("mlc_")
     assert scene.client_tokens.get().key == client_token_digest(key)
+
+
+def test_deploy_names_the_control_of_the_results(scene, versions):
+    call_command("deploy", scene.name, "1:50", "2:50", "--control", "2", stdout=io.StringIO())
+    assert Deployment.objects.get(scene=scene).control == 2
+    with pytest.raises(CommandError, match="control_version: The control must be one of"):
+        call_command("deploy", scene.name, "1:100", "--control", "2", stdout=io.StringIO())

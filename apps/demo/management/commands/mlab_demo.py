@@ -144,7 +144,8 @@ class Command(BaseCommand):
         state = f"trained runs {', '.join(map(str, demo.trained))}" if demo.trained else "nothing retrained"
         self.stdout.write(
             f"Scene {demo.scene.name!r}: v{demo.baseline} (binary-lr) and v{demo.challenger} (binary-gbdt), "
-            f"published revision {demo.published_revision()} ({state}; {time.monotonic() - started:.1f}s)."
+            f"published revision {demo.published_revision()} ({state}; {time.monotonic() - started:.1f}s); "
+            f"v{demo.bad} (deliberately bad, for the guardrail) waits for the demo loop."
         )
         return demo
 

@@ -1,4 +1,5 @@
-"""deploy SCENE VERSION:WEIGHT … [--override UNIT=VERSION …] [--comment TEXT]: publish a new split."""
+"""deploy SCENE VERSION:WEIGHT … [--override UNIT=VERSION …] [--comment TEXT] [--control VERSION]: publish a new
+split."""
 
 from __future__ import annotations
 
@@ -40,19 +41,29 @@ class Command(BaseCommand):
         parser.add_argument("splits", nargs="+", metavar="VERSION:WEIGHT")
         parser.add_argument("--override", action="append", default=[], metavar="UNIT=VERSION", help="pin a unit")
         parser.add_argument("--comment", default="")
+        parser.add_argument(
+            "--control", type=int, metavar="VERSION", help="the version the A/B results compare the others with"
+        )
         parser.add_argument("--user", help="who deploys (recorded as the author)")
         parser.add_argument(
             "--publish", action="store_true", help="publish now, in this process, instead of waiting for a worker"
         )
 
-    def handle(self, *args, scene: str, splits: list[str], override: list[str], comment: str, user, publish, **options):
+    def handle(
+        self, *args, scene: str, splits: list[str], override: list[str], comment: str, user, publish, control, **options
+    ):
         target = scene_named(scene)
         rows = [_split(text) for text in splits]
         overrides = dict(_override(text) for text in override)
         try:
             with publication_inline() if publish else nullcontext():
                 deployment = deployment_create(
-                    scene=target, splits=rows, overrides=overrides, comment=comment, user=user_named(user)
+                    scene=target,
+                    splits=rows,
+                    overrides=overrides,
+                    comment=comment,
+                    user=user_named(user),
+                    control_version=control,
                 )
         except ValidationError as exc:
             raise plain(exc) from None

@@ -48,12 +48,12 @@ function scrollToSplitErrors() {
 }
 
 // While a saved revision is being published (by a worker), the page follows it: it fetches itself every
-// second and replaces the parts that show publication (what is live, the live shares, the history), never
-// the split editor, where the user may be typing. It stops once the revision is live.
+// second and replaces the parts that show publication (what is live, the live shares, the results of the live
+// revision, the history), never the split editor, where the user may be typing. It stops once the revision is live.
 function followPublication() {
   const scene = document.getElementById("mlab-scene");
   if (!scene?.dataset.publishing) return;
-  const followed = ["versions", "published", "history"];
+  const followed = ["versions", "published", "results", "history"];
   const giveUp = Date.now() + 10 * 60 * 1000;
   const follow = async () => {
     let fresh;
