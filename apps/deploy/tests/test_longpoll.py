@@ -1,8 +1,9 @@
-"""The ASGI door for long polls: what it answers itself and what it leaves to Django."""
+"""The ASGI door for polls of the config: what it answers itself and what it leaves to Django."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -28,7 +29,7 @@ def _route(scope) -> str:
     routed = []
 
     class Door(LongPollRouter):
-        async def _long_poll(self, name, scope, headers, wait, receive, send):
+        async def _answer(self, name, scope, headers, secure, receive, send):
             routed.append("door")
 
     async def django(scope, receive, send):
@@ -42,15 +43,17 @@ def _route(scope) -> str:
     ("scope", "route"),
     [
         (_scope(), "door"),
-        (_scope(query=b""), "django"),  # a plain poll
-        (_scope(headers={"if-none-match": None}), "django"),  # nothing to compare with: answered at once
+        (_scope(query=b""), "door"),  # a plain poll
+        (_scope(headers={"if-none-match": None}), "door"),  # nothing to compare with: answered at once
         (_scope(path="/api/v1/scenes/"), "django"),
         (_scope(headers={"host": "evil.example.com"}), "django"),  # Django refuses the host
+        (_scope(headers={"user-agent": "BadBot/1.0"}), "django"),  # Django refuses the user agent
     ],
-    ids=["long-poll", "plain-poll", "no-etag", "other-route", "bad-host"],
+    ids=["long-poll", "plain-poll", "no-etag", "other-route", "bad-host", "disallowed-agent"],
 )
 def test_what_the_door_answers(settings, scope, route):
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.DISALLOWED_USER_AGENTS = [re.compile(r"^BadBot")]
     assert _route(scope) == route
 
 
