@@ -4,6 +4,10 @@ from .apis import artifacts, config, scenes
 from .apis.server_mode import server_mode_path
 
 urlpatterns = [
+    # First: every client polls it (see mlabsite/urls.py).
+    server_mode_path(
+        "config/<slug:name>/", sync_view=config.config_view_sync, async_view=config.config_view_async, name="config"
+    ),
     path("scenes/", scenes.SceneListCreateApi.as_view(), name="scene-list"),
     path("scenes/<slug:name>/", scenes.SceneDetailApi.as_view(), name="scene-detail"),
     path("scenes/<slug:name>/versions/", scenes.VersionListCreateApi.as_view(), name="scene-version-list"),
@@ -17,7 +21,4 @@ urlpatterns = [
     path("scenes/<slug:name>/deployments/", scenes.DeploymentListCreateApi.as_view(), name="scene-deployment-list"),
     path("scenes/<slug:name>/rollback/", scenes.RollbackApi.as_view(), name="scene-rollback"),
     path("scenes/<slug:name>/predict/", scenes.PredictApi.as_view(), name="scene-predict"),
-    server_mode_path(
-        "config/<slug:name>/", sync_view=config.config_view_sync, async_view=config.config_view_async, name="config"
-    ),
 ]
