@@ -170,7 +170,9 @@ def door_and_view(django_db_setup, tmp_path_factory):
 
 
 def _seen(response) -> tuple[int, dict[str, str], bytes]:
-    headers = {name.lower(): value for name, value in response.headers.items() if name.lower() not in ("date", "server")}
+    headers = {
+        name.lower(): value for name, value in response.headers.items() if name.lower() not in ("date", "server")
+    }
     return response.status_code, headers, response.content
 
 
