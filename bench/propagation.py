@@ -1,7 +1,7 @@
 """Benchmark: a publication reaching every held long poll, Mlab against a bare async Django app (the anchor),
 both under uvicorn with the same workers, driven by the same raw-socket clients in the same run.
 
-    python -m bench.propagation [--workers 2] [--clients 1000,3000,8000] [--repeat 3]
+    python -m bench.propagation [--workers 2] [--clients 1000,3000,8000] [--repeat 5]
 
 For each count N, each side holds N long polls (``GET /api/v1/config/{scene}/?wait=60`` with ``If-None-Match``,
 one connection each, from one client process: bench/poll_clients.py), spread by the kernel over the workers.
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of each side")
     parser.add_argument("--clients", default="1000,3000,8000", help="comma-separated counts of held polls")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds per count and side")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds per count and side")
     parser.add_argument("--app", default="mlabsite.asgi:application", help="Mlab's ASGI application")
     parser.add_argument("--bench-name", default="propagation", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -304,15 +304,22 @@ def _report(name: str, sides: list[Side], counts: list[int]) -> Report:
         ratio = statistics.median(ratios)
         print(
             f"{count:>6} polls  p99 Mlab / anchor: {ratio:.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)}); "
-            f"Mlab p50/p99/max {_median(mlab.rounds[count], 'p50') * 1000:.0f}/"
-            f"{_median(mlab.rounds[count], 'p99') * 1000:.0f}/{_median(mlab.rounds[count], 'max') * 1000:.0f} ms, "
-            f"anchor {_median(anchor.rounds[count], 'p50') * 1000:.0f}/"
-            f"{_median(anchor.rounds[count], 'p99') * 1000:.0f}/{_median(anchor.rounds[count], 'max') * 1000:.0f} ms"
+            + "; ".join(
+                f"{side.name} p50/p99/max "
+                + "/".join(f"{_median(side.rounds[count], key) * 1000:.0f}" for key in ("p50", "p99", "max"))
+                + f" ms, CPU {_median(side.rounds[count], 'cpu_us_per_poll'):.0f} µs/poll"
+                for side in sides
+            )
         )
+        # Every round raised unless every client got the new revision: this row says all of them did.
+        report.check(f"{count} polls: clients with the new revision", 1.0, at_least=1.0, unit="×")
         report.check(f"{count} polls: p99 Mlab / anchor", ratio, at_most=RATIO_TARGET, unit="×")
         for side in sides:
             for key in ("p50", "p99", "max"):
                 report.note(f"{count} polls: {side.name} {key}", _median(side.rounds[count], key) * 1000, unit="ms")
+            report.note(
+                f"{count} polls: {side.name} CPU per poll", _median(side.rounds[count], "cpu_us_per_poll"), unit="µs"
+            )
         report.check(
             f"{count} polls: Mlab RSS per held poll",
             max(r["kib_per_poll"] for r in mlab.rounds[count]),

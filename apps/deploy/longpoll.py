@@ -17,6 +17,7 @@ redirects (HTTPS, ``www.``) goes to Django, and its answers carry the headers Dj
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from urllib.parse import parse_qs
 
@@ -65,42 +66,61 @@ class LongPollRouter:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             path = scope["path"].removeprefix(scope.get("root_path", ""))
-            match = CONFIG_PATH.fullmatch(path)
-            if match is not None:
-                headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
-                secure = served_here(scope, headers)
-                if secure is not None:
-                    await self._answer(match["name"], scope, headers, secure, receive, send)
-                    return
+            name = _config_scene(path)
+            if name is not None and (poll := _poll_of(scope)) is not None:
+                await self._answer(name, scope, *poll, receive, send)
+                return
         await self.app(scope, receive, send)
 
-    async def _answer(self, name: str, scope, headers: dict[str, str], secure: bool, receive, send) -> None:
-        wait = parse_qs(scope["query_string"].decode("latin-1")).get("wait", [""])[-1]
-        if_none_match = headers.get("if-none-match")
-        extra = middleware_headers(secure)
-        poll = {
-            "authorization": headers.get("authorization"),
-            "if_none_match": if_none_match,
-            "wait": wait,
-            "name": name,
-            "address": _client_host(scope),
-            "run_sync": database,
-        }
-        del headers  # nothing of the request is kept while the poll is held but what it needs
+    async def _answer(
+        self, name: str, scope, authorization, if_none_match, wait: str, extra: Headers, receive, send
+    ) -> None:
+        """Answer the poll; while it is held, its frames keep only what it needs (a thousand of them wait)."""
         answer: Answer | None
         if not (wait and if_none_match):
-            answer = await config_answer(**poll)
+            answer = await config_answer(
+                authorization=authorization,
+                if_none_match=if_none_match,
+                wait=wait,
+                name=name,
+                address=_client_host(scope),
+                run_sync=database,
+            )
         else:
             # Held: watch the connection, so that a client who goes away is forgotten at once. Once the answer
             # is complete the server answers this receive() with http.disconnect, and the watch ends by itself.
             leaving = asyncio.ensure_future(_disconnected(receive))
-            answer = await config_answer(**poll, gone=leaving)
+            answer = await config_answer(
+                authorization=authorization,
+                if_none_match=if_none_match,
+                wait=wait,
+                name=name,
+                address=_client_host(scope),
+                run_sync=database,
+                gone=leaving,
+            )
             if leaving.done():  # the client left (None: while its poll was held)
                 return
         assert answer is not None  # only a poll given ``gone`` ends without an answer
         start, body = _messages(answer, extra)
         await send(start)
         await send(body)
+
+
+def _config_scene(path: str) -> str | None:
+    match = CONFIG_PATH.fullmatch(path)
+    return match["name"] if match is not None else None
+
+
+def _poll_of(scope) -> tuple[str | None, str | None, str, Headers] | None:
+    """What the door needs of a request for the config: its Authorization and If-None-Match headers, its wait
+    and the middleware's headers its answer carries; None when Django must answer it (``served_here``)."""
+    headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+    secure = served_here(scope, headers)
+    if secure is None:
+        return None
+    wait = parse_qs(scope["query_string"].decode("latin-1")).get("wait", [""])[-1]
+    return headers.get("authorization"), headers.get("if-none-match"), wait, middleware_headers(secure)
 
 
 def served_here(scope, headers: dict[str, str]) -> bool | None:
@@ -137,24 +157,46 @@ def _scheme(scope, headers: dict[str, str]) -> str:
 
 def middleware_headers(secure: bool) -> Headers:
     """The headers Django's middleware adds to every answer of the config view (SecurityMiddleware's and
-    XFrameOptionsMiddleware's, as settings configure them; CommonMiddleware's Content-Length is per answer)."""
+    XFrameOptionsMiddleware's, as settings configure them; CommonMiddleware's Content-Length is per answer).
+    One tuple per configuration, shared by every poll: held polls keep a reference, not a copy."""
+    policy = settings.SECURE_REFERRER_POLICY
+    return _middleware_headers(
+        secure,
+        SECURITY_MIDDLEWARE in settings.MIDDLEWARE,
+        settings.SECURE_HSTS_SECONDS,
+        settings.SECURE_HSTS_INCLUDE_SUBDOMAINS,
+        settings.SECURE_HSTS_PRELOAD,
+        settings.SECURE_CONTENT_TYPE_NOSNIFF,
+        policy if isinstance(policy, str) or policy is None else tuple(policy),
+        settings.SECURE_CROSS_ORIGIN_OPENER_POLICY,
+        getattr(settings, "X_FRAME_OPTIONS", "DENY") if XFRAME_MIDDLEWARE in settings.MIDDLEWARE else None,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _middleware_headers(
+    secure, security, hsts_seconds, hsts_subdomains, hsts_preload, nosniff, referrer_policy, opener_policy, frame
+) -> Headers:
     headers: list[tuple[str, str]] = []
-    if SECURITY_MIDDLEWARE in settings.MIDDLEWARE:
-        if settings.SECURE_HSTS_SECONDS and secure:
-            hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
-            hsts += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
-            hsts += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
+    if security:
+        if hsts_seconds and secure:
+            hsts = f"max-age={hsts_seconds}"
+            hsts += "; includeSubDomains" if hsts_subdomains else ""
+            hsts += "; preload" if hsts_preload else ""
             headers.append(("strict-transport-security", hsts))
-        if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        if nosniff:
             headers.append(("x-content-type-options", "nosniff"))
-        policy = settings.SECURE_REFERRER_POLICY
-        if policy:
-            values = [value.strip() for value in policy.split(",")] if isinstance(policy, str) else policy
+        if referrer_policy:
+            values = (
+                [value.strip() for value in referrer_policy.split(",")]
+                if isinstance(referrer_policy, str)
+                else referrer_policy
+            )
             headers.append(("referrer-policy", ",".join(values)))
-        if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-            headers.append(("cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
-    if XFRAME_MIDDLEWARE in settings.MIDDLEWARE:
-        headers.append(("x-frame-options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper()))
+        if opener_policy:
+            headers.append(("cross-origin-opener-policy", opener_policy))
+    if frame is not None:
+        headers.append(("x-frame-options", frame.upper()))
     return tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers)
 
 

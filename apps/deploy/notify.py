@@ -90,7 +90,7 @@ class Waiter:
 
     __slots__ = ("scene", "known", "any_etag", "revision", "digest", "future", "timer")
 
-    def __init__(self, scene: str, known: set[str], digest: str | None, future: asyncio.Future) -> None:
+    def __init__(self, scene: str, known: tuple[str, ...], digest: str | None, future: asyncio.Future) -> None:
         self.scene = scene
         self.known = known  # the ETags the client has (If-None-Match)
         self.any_etag = "*" in known
@@ -162,7 +162,7 @@ class ConfigListener:
         self.catching_up: set[asyncio.Task] = set()
         self.pid = os.getpid()
 
-    def add(self, scene: str, *, known: set[str], digest: str | None = None) -> Waiter:
+    def add(self, scene: str, *, known: tuple[str, ...], digest: str | None = None) -> Waiter:
         """Hold a poll of ``scene`` whose client has the ETags ``known``: it is woken by the first config of
         the scene it does not have (set ``revision`` once the poll has looked at the published one)."""
         loop = asyncio.get_running_loop()

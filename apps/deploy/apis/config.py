@@ -59,13 +59,14 @@ def parse_wait(raw: str | None) -> float:
     return wait
 
 
-def parse_etags(header: str | None) -> set[str]:
+def parse_etags(header: str | None) -> tuple[str, ...]:
+    """The ETags a client has (a tuple: clients send one, and a held poll keeps it)."""
     if not header:
-        return set()
-    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+        return ()
+    return tuple(tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip())
 
 
-def _matches(published: Published, known: set[str]) -> bool:
+def _matches(published: Published, known: tuple[str, ...]) -> bool:
     return published.etag in known or "*" in known
 
 
@@ -120,7 +121,7 @@ async def _published_async(name: str, run_sync) -> Published:
 
 
 async def _long_poll(
-    authorization, address: str, name: str, wait: float, known: set[str], run_sync, gone
+    authorization, address: str, name: str, wait: float, known: tuple[str, ...], run_sync, gone
 ) -> Answer | None:
     listener = config_listener()
     digest = token_digest(authorization)
@@ -149,9 +150,7 @@ async def _long_poll(
             elif outcome is Wake.OUT_OF_SCOPE:
                 raise Refused(403, f"This client token cannot read scene {name!r}.")
             else:  # Wake.RECHECK: a user token, after the listener was deaf for a while
-                await coalesce(
-                    ("recheck", authorization, name), lambda: _reauthorize(authorization, address, name, run_sync)
-                )
+                await _reauthorize_once(authorization, address, name, run_sync)
                 published = await _published_async(name, run_sync)
         # Authorized when the poll started; a client token may have been revoked since. Checked in memory
         # (revocations are announced to every listener, and re-checked when one subscribes again), so a
@@ -167,7 +166,9 @@ async def _long_poll(
             gone.remove_done_callback(waiter.left)
 
 
-async def _last_look(authorization, address: str, name: str, digest: str | None, known: set[str], run_sync) -> Answer:
+async def _last_look(
+    authorization, address: str, name: str, digest: str | None, known: tuple[str, ...], run_sync
+) -> Answer:
     """The answer of a poll whose time is up: 304 unless a change was missed (a notification lost while Redis
     was away), which is looked for in the memo, Redis or the database, a look shared by the polls of the scene."""
     if digest is not None and client_token_is_revoked(digest):
@@ -175,10 +176,15 @@ async def _last_look(authorization, address: str, name: str, digest: str | None,
     published = await _published_async(name, run_sync)
     if _matches(published, known):
         return published.not_modified
-    # A change nobody heard of: the token's revocation may have gone unheard too. Ask the database, once for
-    # the polls of this token that time out together.
-    await coalesce(("recheck", authorization, name), lambda: _reauthorize(authorization, address, name, run_sync))
+    # A change nobody heard of: the token's revocation may have gone unheard too. Ask the database.
+    await _reauthorize_once(authorization, address, name, run_sync)
     return published.ok
+
+
+async def _reauthorize_once(authorization, address: str, name: str, run_sync) -> None:
+    """``_reauthorize``, once for all the polls of this token and scene asking at the same time. (Not a closure
+    in ``_long_poll``: its cells would be kept by every held poll.)"""
+    await coalesce(("recheck", authorization, name), lambda: _reauthorize(authorization, address, name, run_sync))
 
 
 async def _reauthorize(authorization, address: str, name: str, run_sync) -> None:
@@ -236,7 +242,7 @@ def config_answer_sync(
         return _refused(refused)
 
 
-def _long_poll_sync(authorization, address: str, name: str, wait: float, known: set[str]) -> Answer:
+def _long_poll_sync(authorization, address: str, name: str, wait: float, known: tuple[str, ...]) -> Answer:
     deadline = time.monotonic() + wait
     connection = redis_connection()
     channel = channel_prefix(int(connection.connection_pool.connection_kwargs.get("db", 0) or 0)) + name

@@ -29,7 +29,7 @@ def _route(scope) -> str:
     routed = []
 
     class Door(LongPollRouter):
-        async def _answer(self, name, scope, headers, secure, receive, send):
+        async def _answer(self, name, scope, *poll):
             routed.append("door")
 
     async def django(scope, receive, send):
