@@ -2,7 +2,7 @@
 Every client must get the new revision (no error, no dropped connection); p99 ≤ 1.25× the bare anchor's;
 ≤ 20 KiB of RSS per held poll.
 
-    python -m bench.propagation_10k [--repeat 3]    # or: make bench BENCH=propagation_10k
+    python -m bench.propagation_10k [--repeat 5]    # or: make bench BENCH=propagation_10k
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bench._report import Report, exit_code
 
 def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="rounds per side")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds per side")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     return propagation.main(

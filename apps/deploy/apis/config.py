@@ -9,8 +9,8 @@ revision-guarded copy in Redis, else the database (the truth), so a client token
 Answers are ``configs.Answer``s built once per revision (``Published.ok``, ``Published.not_modified``).
 
 A long poll (``?wait=N`` with a matching ``If-None-Match``) is authorized when it starts, then held in the
-process's single Redis pub/sub listener (``notify.ConfigListener``) as a ``Waiter``: a future, no task, no
-thread. A publication resolves every waiter of the scene with the same ``Published``; at the wake a client
+process's single Redis pub/sub listener (``notify.ConfigListener``) as a ``Waiter``: a future and a timer,
+no thread (the ASGI door adds one small task that watches the connection). A publication resolves every waiter of the scene with the same ``Published``; at the wake a client
 token is checked against the in-memory set of revoked tokens only (``selectors.client_token_is_revoked``), so
 waking ten thousand polls costs no query. A poll whose client goes away is removed at once (``gone``). Under
 WSGI a long poll necessarily holds its worker thread; it waits on a pub/sub subscription of its own.
