@@ -1,17 +1,19 @@
-"""The ASGI door for polls of the config: ``GET /api/v1/config/{scene}/`` (plain, or long with ``?wait=N`` and
-``If-None-Match``), answered in the event loop.
+"""The doors for polls of the config, ``GET /api/v1/config/{scene}/``: under ASGI every poll (plain, or long
+with ``?wait=N`` and ``If-None-Match``) is answered in the event loop (``LongPollRouter``); under WSGI plain
+polls are answered before Django's handler (``PlainPollRouter``).
 
 Django's ASGI handler gives every request a thread of its own (a thread pool per request, in fact) and sends
 the request signals through it, so each answer costs several handoffs between the event loop and threads. A
-thousand long polls woken by one publication then queue behind each other. This door answers those requests
-with the same core as the Django view (``config_answer``) in the event loop itself: a held poll is a future in
-the process's listener, woken with the answer of its revision already built, and sent as the same two ASGI
-messages every other poll of that revision sends (``_messages``). Database work (only on a cache miss) runs in
-a worker thread with the connection checks a request would do.
+thousand long polls woken by one publication then queue behind each other. The ASGI door answers those
+requests with the same core as the Django view (``config_answer``) in the event loop itself: a held poll is a
+future in the process's listener, woken with the answer of its revision already built, and sent as the same
+two ASGI messages every other poll of that revision sends (``_messages``). Database work (only on a cache
+miss) runs in a worker thread with the connection checks a request would do. Under WSGI, Django's handler
+and middleware cost as much as a poll itself: the WSGI door answers plain polls with the sync view's core.
 
-The door answers exactly as the Django view would: what Django refuses (the host, a disallowed user agent) or
-redirects (HTTPS, ``www.``) goes to Django, and its answers carry the headers Django's middleware adds
-(``middleware_headers``; a test compares the two). Every other request goes to Django.
+Both doors answer exactly as the Django view would: what Django refuses (the host, a disallowed user agent)
+or redirects (HTTPS, ``www.``) goes to Django, and their answers carry the headers Django's middleware adds
+(``middleware_headers``; tests compare the doors with the view). Every other request goes to Django.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+from http import HTTPStatus
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
@@ -26,7 +29,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
-from .apis.config import config_answer
+from .apis.config import config_answer, config_answer_sync
 from .configs import Answer
 
 CONFIG_PATH = re.compile(r"/api/v1/config/(?P<name>[-a-zA-Z0-9_]+)/")
@@ -107,6 +110,56 @@ class LongPollRouter:
         await send(body)
 
 
+class PlainPollRouter:
+    """WSGI middleware: plain polls of the config (``GET``, no query) are answered here, as the sync view would
+    answer them, without Django's handler and middleware around them (they cost a bare Django view as much
+    as the poll itself). Long polls (``?wait=``) and everything else go to ``app``."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if environ["REQUEST_METHOD"] == "GET" and not environ.get("QUERY_STRING"):
+            name = _config_scene(environ.get("PATH_INFO", ""))
+            if name is not None:
+                headers = {
+                    key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key[:5] == "HTTP_"
+                }
+                secure = served_here(environ.get("wsgi.url_scheme", "http"), headers)
+                if secure is not None:
+                    answer = _answer_sync(name, headers, environ.get("REMOTE_ADDR") or "unknown")
+                    status, response_headers = _wsgi_head(answer, middleware_headers(secure))
+                    start_response(status, list(response_headers))
+                    return [answer.body]
+        return self.app(environ, start_response)
+
+
+def _answer_sync(name: str, headers: dict[str, str], address: str) -> Answer:
+    """The sync view's answer, with the database connections checked before and after, as around a request."""
+    close_old_connections()
+    try:
+        return config_answer_sync(
+            authorization=headers.get("authorization"),
+            if_none_match=headers.get("if-none-match"),
+            wait=None,
+            name=name,
+            address=address,
+        )
+    finally:
+        close_old_connections()
+
+
+def _wsgi_head(answer: Answer, extra: Headers) -> tuple[str, list[tuple[str, str]]]:
+    """Status line and headers of ``answer`` under WSGI, built once per answer (and middleware headers)."""
+    head = answer.encoded.get(("wsgi", extra))
+    if head is None:
+        headers = [*answer.headers.items(), *((name.decode(), value.decode()) for name, value in extra)]
+        headers.append(("Content-Length", str(len(answer.body))))
+        status = f"{answer.status} {HTTPStatus(answer.status).phrase}"
+        head = answer.encoded[("wsgi", extra)] = (status, headers)
+    return head
+
+
 def _config_scene(path: str) -> str | None:
     match = CONFIG_PATH.fullmatch(path)
     return match["name"] if match is not None else None
@@ -116,14 +169,14 @@ def _poll_of(scope) -> tuple[str | None, str | None, str, Headers] | None:
     """What the door needs of a request for the config: its Authorization and If-None-Match headers, its wait
     and the middleware's headers its answer carries; None when Django must answer it (``served_here``)."""
     headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
-    secure = served_here(scope, headers)
+    secure = served_here(scope.get("scheme", "http"), headers)
     if secure is None:
         return None
     wait = parse_qs(scope["query_string"].decode("latin-1")).get("wait", [""])[-1]
     return headers.get("authorization"), headers.get("if-none-match"), wait, middleware_headers(secure)
 
 
-def served_here(scope, headers: dict[str, str]) -> bool | None:
+def served_here(scheme: str, headers: dict[str, str]) -> bool | None:
     """None when Django would refuse the request (its host, its user agent) or redirect it (HTTPS, ``www.``):
     then Django answers it. Otherwise whether the request is secure, as Django would say (for HSTS)."""
     allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
@@ -139,20 +192,20 @@ def served_here(scope, headers: dict[str, str]) -> bool | None:
         agent = headers.get("user-agent")
         if agent is not None and any(pattern.search(agent) for pattern in settings.DISALLOWED_USER_AGENTS):
             return None
-    secure = _scheme(scope, headers) == "https"
+    secure = _scheme(scheme, headers) == "https"
     if settings.SECURE_SSL_REDIRECT and not secure and SECURITY_MIDDLEWARE in settings.MIDDLEWARE:
         return None
     return secure
 
 
-def _scheme(scope, headers: dict[str, str]) -> str:
+def _scheme(scheme: str, headers: dict[str, str]) -> str:
     """``HttpRequest.scheme``: the proxy's header when one is configured and sent, else the connection's."""
     if settings.SECURE_PROXY_SSL_HEADER:
         name, secure_value = settings.SECURE_PROXY_SSL_HEADER
         value = headers.get(name.removeprefix("HTTP_").replace("_", "-").lower())
         if value is not None:
             return "https" if value.split(",", 1)[0].strip() == secure_value else "http"
-    return scope.get("scheme", "http")
+    return scheme
 
 
 def middleware_headers(secure: bool) -> Headers:
