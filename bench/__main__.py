@@ -20,9 +20,9 @@ from bench._report import Report, load, table
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules here that are not benches: the site and settings the deployment benches share.
-SUPPORT = {"deploy_site", "poll_settings", "poll_urls"}
+SUPPORT = {"deploy_site", "poll_settings", "poll_urls", "poll_clients", "anchor_app", "anchor_settings"}
 # Benches that run only when named: they take minutes and gigabytes.
-OPT_IN = {"train_local_10m"}
+OPT_IN = {"train_local_10m", "propagation_10k"}
 
 
 def available() -> list[str]:

@@ -108,7 +108,7 @@ class BenchSite:
             try:
                 if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
                     return base
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 time.sleep(0.1)
             if process.poll() is not None:
                 break

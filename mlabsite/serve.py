@@ -3,6 +3,8 @@
     python -m mlabsite.serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--demo]
     python -m mlabsite.serve --stop          # what `make stop` runs
 
+Each web worker holds its long polls (one socket each) in its event loop: the limit on open files is raised
+to the hard limit for both processes (``ulimit -Hn``; 10,000 held polls need more than the usual 1,024).
 If either process exits, the other is stopped too, so that a demo never runs without its worker. With
 ``--demo``, once the server answers, the demo loop (``manage.py mlab_demo --loop``: an SDK client predicting
 through an A/B split and a rollback) runs in a process of its own; if it fails, the server keeps serving.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -185,6 +188,19 @@ def wait_until_answering(
     return False
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (children inherit it); the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. a hard limit above the kernel's nr_open: keep the soft one
+            pass
+    return soft
+
+
 def demo_loop_command(base_url: str) -> list[str]:
     return [sys.executable, "manage.py", "mlab_demo", "--loop", "--base-url", base_url]
 
@@ -205,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         return stop_all(var_dir())
     pids_file = var_dir() / "serve.pids"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "mlabsite.settings.base")}
+    open_files = raise_open_files_limit()
     # Start the embedded Redis (when it is the one in use) before the children race to start it.
     subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=env, check=True)
     started = commands(args.host, args.port, args.workers)
@@ -217,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     record_processes(pids_file, recorded)
     print(
         f"Mlab serving on http://{args.host}:{args.port}/ (web pid {children[0].pid}, worker pid "
-        f"{children[1].pid}); Ctrl-C (or `make stop`) stops both.\n"
+        f"{children[1].pid}), up to {open_files} open files each; Ctrl-C (or `make stop`) stops both.\n"
         f"The server's and the worker's log: {var_dir() / 'log' / 'mlab.log'} (MLAB_LOG_LEVEL=INFO prints it here "
         "too).",
         flush=True,

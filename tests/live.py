@@ -4,6 +4,7 @@ a uvicorn server, and Python scripts run as subprocesses. Every process is stopp
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[1]
+WAITING = re.compile(r"(\d+) polls waiting in process (\d+)")
 
 
 def database_url() -> str:
@@ -68,12 +70,19 @@ class Uvicorn:
     crash (SIGKILL) and ``start()`` it again on the same port."""
 
     def __init__(
-        self, log_path: Path, app: str = "mlabsite.asgi:application", *, port: int | None = None, **env: str
+        self,
+        log_path: Path,
+        app: str = "mlabsite.asgi:application",
+        *,
+        port: int | None = None,
+        workers: int = 1,
+        **env: str,
     ) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.app = app
+        self.workers = workers
         self.env = env
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
         self.start()
@@ -92,6 +101,7 @@ class Uvicorn:
                 "--lifespan",
                 "off",
                 "--no-access-log",
+                *(["--workers", str(self.workers)] if self.workers > 1 else []),
             ],
             cwd=ROOT,
             env=process_env(**self.env),
@@ -124,6 +134,30 @@ class Uvicorn:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} did not appear {count} times in the server log:\n{self.log()[-4000:]}")
             time.sleep(0.05)
+
+    def rss(self) -> int:
+        """Resident memory of the processes serving requests (uvicorn's workers, or uvicorn alone), in bytes."""
+        import psutil
+
+        master = psutil.Process(self.process.pid)
+        workers = [child for child in master.children() if child.cmdline()[-1] == "--multiprocessing-fork"]
+        return sum(process.memory_info().rss for process in workers or [master])
+
+    def wait_for_waiting(self, total: int, *, processes: int = 1, timeout: float = 60) -> dict[int, int]:
+        """Wait until the server holds ``total`` polls over at least ``processes`` processes; their counts."""
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = self.waiting()
+            if sum(counts.values()) == total and sum(1 for n in counts.values() if n) >= min(processes, total):
+                return counts
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server holds {counts}, not {total} polls over {processes} processes")
+            time.sleep(0.1)
+
+    def waiting(self) -> dict[int, int]:
+        """Polls held by each process of the server (pid → count), as its DEBUG log last said
+        (``MLAB_LOG_LEVEL=DEBUG``): ``… N polls waiting in process P``."""
+        return {int(pid): int(count) for count, pid in WAITING.findall(self.log())}
 
     def stop(self) -> None:
         stop(self.process)
@@ -193,3 +227,64 @@ class RedisServer:
             os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
         self.client.close()
+
+
+class HeldPolls:
+    """``count`` long polls of a config (``?wait=``, ``If-None-Match``), one raw socket each, as a fleet of
+    client processes would hold them. ``answers()`` reads them all; ``close()`` drops them."""
+
+    def __init__(self, port: int, path: str, authorization: str, etag: str, count: int, *, wait: int = 60) -> None:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        request = (
+            f"GET {path}?wait={wait} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n"
+            f"If-None-Match: {etag}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        self.sockets = []
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(request)
+            self.sockets.append(sock)
+
+    def answers(self, timeout: float = 60) -> list[tuple[int, dict | None] | None]:
+        """(status, JSON body or None) of each poll, None for one closed or still silent after ``timeout``."""
+        import json
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        received: dict[int, bytearray] = {}
+        for index, sock in enumerate(self.sockets):
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, index)
+            received[index] = bytearray()
+        deadline = time.monotonic() + timeout
+        open_count = len(self.sockets)
+        while open_count and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=0.5):
+                try:
+                    data = key.fileobj.recv(65536)
+                except ConnectionError:
+                    data = b""
+                if data:
+                    received[key.data] += data
+                else:
+                    selector.unregister(key.fileobj)
+                    open_count -= 1
+        selector.close()
+        self.close()
+        answers: list[tuple[int, dict | None] | None] = []
+        for index in range(len(self.sockets)):
+            head, _, body = bytes(received[index]).partition(b"\r\n\r\n")
+            if not head:
+                answers.append(None)
+                continue
+            status = int(head.split(b" ", 2)[1])
+            answers.append((status, json.loads(body) if body else None))
+        return answers
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.urls import reverse
+from redis.exceptions import RedisError
 
 from mlab_client.contract import BUCKETS
 from mlab_client.routing import allocate
+from mlabsite.locks import redis_bytes, redis_connection
 
-from .models import Deployment, ModelVersion
+from .models import ConfigEntry, Deployment, ModelVersion
+
+logger = logging.getLogger(__name__)
 
 
 def config_content(*, deployment: Deployment, versions: Iterable[ModelVersion], previous: dict) -> dict:
@@ -104,13 +110,35 @@ def config_cache_set(connection, *, scene: str, revision: int, etag: str, body: 
     return bool(connection.eval(_SET_IF_NEWER, 1, config_cache_key(scene), revision, value))
 
 
+@dataclass(eq=False)
+class Answer:
+    """An answer of the config endpoint. ``encoded`` keeps what a server made of it once (the ASGI door's two
+    messages), so that the thousand polls given one answer send the same bytes and build nothing."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    encoded: dict = field(default_factory=dict, repr=False)
+
+
 @dataclass(frozen=True)
 class Published:
-    """A published config as the endpoint sends it."""
+    """A published config as the endpoint sends it. One object per revision and process: a notification
+    builds it once, and every poll of the scene answers with its ``ok`` (or ``not_modified``) Answer."""
 
     revision: int
     etag: str
     body: bytes
+
+    @cached_property
+    def ok(self) -> Answer:
+        return Answer(
+            200, {"Content-Type": "application/json", "ETag": self.etag, "Cache-Control": "no-cache"}, self.body
+        )
+
+    @cached_property
+    def not_modified(self) -> Answer:
+        return Answer(304, {"ETag": self.etag, "Cache-Control": "no-cache"})
 
 
 class ConfigMemo:
@@ -129,12 +157,49 @@ class ConfigMemo:
             return None
         return entry[1]
 
-    def put(self, scene: str, published: Published) -> None:
-        if self.seconds > 0:
-            self._entries[scene] = (time.monotonic() + self.seconds, published)
+    def put(self, scene: str, published: Published) -> Published:
+        """Keep ``published`` for ``seconds``; returns what the memo holds now: the object it held already when
+        that is the same revision (so that its prepared answers are built once per revision, not per refill)."""
+        if self.seconds <= 0:
+            return published
+        entry = self._entries.get(scene)
+        if entry is not None and (entry[1].revision, entry[1].etag) == (published.revision, published.etag):
+            published = entry[1]
+        self._entries[scene] = (time.monotonic() + self.seconds, published)
+        return published
 
     def clear(self) -> None:
         self._entries.clear()
 
 
 config_memo = ConfigMemo(seconds=0.5)
+
+
+def published_db(name: str) -> Published | None:
+    """The published config as the database has it (the truth), copied into Redis and the memo; None when the
+    scene has published nothing (or does not exist)."""
+    row = ConfigEntry.objects.filter(scene__name=name).values_list("revision", "etag", "content").first()
+    if row is None or not row[0]:
+        return None
+    published = Published(revision=row[0], etag=row[1], body=config_body(row[2]))
+    try:
+        config_cache_set(
+            redis_connection(), scene=name, revision=published.revision, etag=published.etag, body=published.body
+        )
+    except RedisError as exc:
+        logger.warning("could not cache the config of %s: %s", name, exc)
+    return config_memo.put(name, published)
+
+
+def published_now(name: str) -> Published | None:
+    """The published config: from the memo, else Redis (one GET), else the database."""
+    published = config_memo.get(name)
+    if published is None:
+        try:
+            hit = config_cache_parse(redis_bytes(redis_connection().get(config_cache_key(name))))
+        except RedisError:
+            hit = None
+        if hit is None:
+            return published_db(name)
+        published = config_memo.put(name, Published(*hit))
+    return published

@@ -4,6 +4,10 @@ from .apis import artifacts, config, events, results, scenes
 from .apis.server_mode import server_mode_path
 
 urlpatterns = [
+    # First: every client polls it (see mlabsite/urls.py).
+    server_mode_path(
+        "config/<slug:name>/", sync_view=config.config_view_sync, async_view=config.config_view_async, name="config"
+    ),
     path("scenes/", scenes.SceneListCreateApi.as_view(), name="scene-list"),
     path("scenes/<slug:name>/", scenes.SceneDetailApi.as_view(), name="scene-detail"),
     path("scenes/<slug:name>/versions/", scenes.VersionListCreateApi.as_view(), name="scene-version-list"),
@@ -19,7 +23,4 @@ urlpatterns = [
     path("scenes/<slug:name>/predict/", scenes.PredictApi.as_view(), name="scene-predict"),
     path("scenes/<slug:name>/events/", events.EventsApi.as_view(), name="scene-events"),
     path("scenes/<slug:name>/results/", results.ResultsApi.as_view(), name="scene-results"),
-    server_mode_path(
-        "config/<slug:name>/", sync_view=config.config_view_sync, async_view=config.config_view_async, name="config"
-    ),
 ]

@@ -128,8 +128,7 @@ def test_the_server_survives_clients_that_disconnect_while_waiting(server, live_
         sock.close()
     # every abandoned poll is removed (Django cancels the view), and nobody is left waiting
     server.wait_for_log(left, count=left_before + 20)
-    counts = [line for line in server.log().splitlines() if "polls waiting" in line]
-    assert counts[-1].endswith("left; 0 polls waiting")
+    assert set(server.waiting().values()) == {0}
     assert requests.get(f"{server.base}/healthz", timeout=5).status_code == 200
     response, elapsed, _ = _publish_while_polled(server, scene, user, auth, etag, {2: 100})
     assert response.status_code == 200 and response.json()["revision"] == 2 and elapsed < 30
@@ -157,3 +156,61 @@ def test_a_bad_wait_is_400_naming_it_over_http(server, live_scene):
     response = _config(server, scene, {**auth, "If-None-Match": etag}, wait="61")
     assert response.status_code == 400 and "wait" in response.json()
     assert _config(server, scene, {"If-None-Match": etag}, wait="5").status_code == 401
+
+
+@pytest.fixture(scope="module")
+def door_and_view(django_db_setup, tmp_path_factory):
+    """Mlab as deployed (polls answered by the door) beside the same requests answered by Django's view."""
+    log_dir = tmp_path_factory.mktemp("parity")
+    door = Uvicorn(log_dir / "door.log", app="mlabsite.asgi:application")
+    view = Uvicorn(log_dir / "view.log", app="mlabsite.asgi:django_application")
+    yield door, view
+    door.stop()
+    view.stop()
+
+
+def _seen(response) -> tuple[int, dict[str, str], bytes]:
+    headers = {
+        name.lower(): value for name, value in response.headers.items() if name.lower() not in ("date", "server")
+    }
+    return response.status_code, headers, response.content
+
+
+def test_the_door_answers_exactly_as_the_django_view(door_and_view, live_scene, user):
+    """Status, headers (the security middleware's included) and body, for every kind of answer."""
+    door, view = door_and_view
+    scene, auth = live_scene
+    etag = ConfigEntry.objects.get(scene=scene).etag
+    other = scene_create(name=f"other-{uuid.uuid4().hex[:8]}", user=user)
+    unpublished = scene_create(name=f"new-{uuid.uuid4().hex[:8]}", user=user)
+    _, key = client_token_create(name="new", scenes=[unpublished], user=user)
+    cases = {
+        "200": (scene, auth, {}),
+        "304": (scene, {**auth, "If-None-Match": etag}, {}),
+        "401 without a token": (scene, {}, {}),
+        "401 unknown token": (scene, {"Authorization": "Token mlc_nobody"}, {}),
+        "403 other scene": (other, auth, {}),
+        "404 nothing published": (unpublished, {"Authorization": f"Token {key}"}, {}),
+        "400 bad wait": (scene, {**auth, "If-None-Match": etag}, {"wait": "61"}),
+        "304 long poll timed out": (scene, {**auth, "If-None-Match": etag}, {"wait": "0.5"}),
+        "200 long poll of an old revision": (scene, {**auth, "If-None-Match": '"old"'}, {"wait": "5"}),
+    }
+    for case, (target, headers, params) in cases.items():
+        answers = [_seen(_config(server, target, headers, **params)) for server in (door, view)]
+        assert answers[0] == answers[1], case
+    assert "x-content-type-options" in answers[0][1] and "x-frame-options" in answers[0][1]
+
+    woken = {}
+
+    def poll(server):
+        woken[server.port] = _seen(_config(server, scene, {**auth, "If-None-Match": etag}, wait="30"))
+
+    threads = [threading.Thread(target=poll, args=(server,)) for server in (door, view)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)  # both polls are held
+    deployment_create(scene=scene, splits=[{"version": 1, "weight": 40}, {"version": 2, "weight": 60}], user=user)
+    scene_publish(scene_id=scene.pk)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert woken[door.port] == woken[view.port] and woken[door.port][0] == 200
