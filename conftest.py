@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
@@ -137,6 +138,16 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def shots_dir(request) -> Path:
+    """Where a browser test saves its screenshots, for a person to look at: var/screenshots/<test name>/."""
+    directory = Path(settings.BASE_DIR) / "var" / "screenshots" / request.node.name
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.png"):
+        old.unlink()
+    return directory
 
 
 @pytest.fixture

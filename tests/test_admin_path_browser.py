@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from apps.demo.setup import DEMO_PASSWORD, DEMO_USERNAME, demo_user_sync
 from apps.deploy.models import ConfigEntry, Deployment
@@ -75,15 +74,6 @@ class Path_:
         path = self.directory / f"{len(self.shots) + 1:02d}-{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         self.shots.append(path)
-
-
-@pytest.fixture
-def shots_dir(request) -> Path:
-    directory = Path(settings.BASE_DIR) / "var" / "screenshots" / request.node.name
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob("*.png"):
-        old.unlink()
-    return directory
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ def scene_results_context(scene: Scene) -> dict[str, Any]:
         results=results,
         results_window=duration(results.window_seconds),
         results_rows=[_version_row(results, v) for v in results.versions],
+        results_units=sum(v.units for v in results.versions),
         results_challengers=[_challenger_row(results, c) for c in results.challengers],
         results_srm=_srm(results),
         results_apart=[(REASONS[reason], count) for reason, count in results.unattributed.items() if count],

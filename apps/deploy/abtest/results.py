@@ -482,16 +482,20 @@ def _worse_message(results: SceneResults, challenger: ChallengerResult, alpha: f
     control = results.version(challenger.control)
     mine = results.version(challenger.version)
     assert control is not None and mine is not None
-    figure = "rate" if results.kind == BINARY else "mean"
+    figure, shown = ("rate", _rate) if results.kind == BINARY else ("mean", _number)
     return (
         f"v{challenger.version} is worse than control v{challenger.control} on {results.metric}: {figure} "
-        f"{_number(c.challenger)} against {_number(c.control)} (uplift {_percent(c.uplift)}, p = {c.p_value:.2g} "
+        f"{shown(c.challenger)} against {shown(c.control)} (uplift {_percent(c.uplift)}, p = {c.p_value:.2g} "
         f"< α {alpha:g}; {mine.units:,} and {control.units:,} units)"
     )
 
 
 def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"
 
 
 def _percent(value: float | None) -> str:

@@ -181,13 +181,14 @@ def test_what_is_live_reads_in_words_and_a_revision_on_its_way_says_publishing(a
         user=user,
     )  # fmt: skip
     scene_publish(scene_id=scene.pk)
-    live = _live(alice.get(scene_url(scene)).content.decode())
+    page = alice.get(scene_url(scene)).content.decode()
+    live = _live(page)
     assert re.search(r'id="mlab-live-split">v1 80% · v3 20% · 1 pinned unit<', live)
     assert re.search(r"<details class=\"mlab-raw-config\">", live)  # the raw config, folded
-    row = re.search(
-        r'<tr data-version="1" class="mlab-version-row">(.*?)</tr>', alice.get(scene_url(scene)).content.decode(), re.S
-    )
+    row = re.search(r'<tr data-version="1" class="mlab-version-row">(.*?)</tr>', page, re.S)
     assert ">80%<" in row.group(1)
+    results = re.search(r'<section class="module mlab-section mlab-results" id="results">(.*?)</section>', page, re.S)
+    assert "no outcome recorded yet" in results.group(1) and 'id="results-waiting"' in results.group(1)
 
     # Saved, not yet published (no worker): "publishing…", never "published: no".
     response = alice.post(deploy_url(scene), split_post({1: 50, 2: 50, 3: 0}), follow=True)

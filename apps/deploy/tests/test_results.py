@@ -259,6 +259,9 @@ def test_the_scene_page_shows_results_a_red_srm_banner_and_the_guardrails_rollba
     publish(scene, user, {1: 100})
     scene_update(scene=scene, guardrail_metric="click", guardrail_min_units=100)
     ab = publish(scene, user, {1: 50, 2: 50})
+    waiting = client.get(url).content.decode()  # published, nothing recorded yet: no comparison of zeros
+    assert 'id="results-waiting"' in waiting and "metric <strong>click</strong>" in waiting  # the guardrail's
+    assert "mlab-results-uplifts" not in waiting and "Sample ratio:" not in waiting
     units = routed(scene, 800)
     lopsided = [(u, v) for i, (u, v) in enumerate(units) if v == 1 or i % 3 == 0]
     simulate(app, scene, ab.revision, lopsided[:150], rate={1: 0.3, 2: 0.3})

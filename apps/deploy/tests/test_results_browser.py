@@ -13,7 +13,9 @@ from .test_results import publish, routed, simulate
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_the_results_section_in_a_browser(business_user, scene, versions, client_token, admin_login, live_server):
+def test_the_results_section_in_a_browser(
+    business_user, scene, versions, client_token, admin_login, live_server, shots_dir
+):
     app = as_client(client_token[1])
     publish(scene, business_user, {1: 100})
     scene_update(scene=scene, guardrail_metric="click", guardrail_min_units=150)
@@ -36,6 +38,7 @@ def test_the_results_section_in_a_browser(business_user, scene, versions, client
     chart = results.locator("svg[data-chart='results-daily']")
     assert chart.is_visible() and chart.locator("circle").count() == 2  # one day, two versions
     assert "Guardrail: waiting" in results.inner_text()
+    results.screenshot(path=shots_dir / "01-results-srm.png")
 
     simulate(app, scene, ab.revision, lopsided[300:], rate={1: 0.45, 2: 0.02}, seed=4)  # v2 now far worse
     scene_publish(scene_id=scene.pk)
@@ -45,5 +48,6 @@ def test_the_results_section_in_a_browser(business_user, scene, versions, client
     assert "The guardrail rolled back revision 2" in tripped.inner_text()
     assert "v2 is worse than control v1 on click" in tripped.inner_text()
     assert "Revision 3 (published)" in page.locator("#results").inner_text()
+    page.locator("#results").screenshot(path=shots_dir / "02-guardrail-rolled-back.png")
     history = page.locator("table.mlab-history tr[data-revision='3']")
     assert "Guardrail: v2 is worse than control v1" in history.inner_text()
