@@ -98,3 +98,13 @@ def test_the_scene_name_a_client_may_create_is_documented_as_a_slug(api):
     name = schema["components"]["schemas"][request_body["$ref"].rsplit("/", 1)[1]]["properties"]["name"]
     assert name["pattern"] == "^[-a-zA-Z0-9_]+$" and name["maxLength"] == 64
     assert api.post("/api/v1/scenes/", {"name": "two words"}, format="json").status_code == 400
+
+
+@pytest.mark.parametrize("wait", ["null", "-1", "61", "nan"])
+def test_a_refused_wait_is_documented_as_naming_its_field(api, openapi, wait):
+    """Found by schemathesis (``?wait=null``): the config's 400 names the field, ``{"wait": [...]}``, as every
+    400 of the API does, where the schema documented ``{"detail": ...}``."""
+    refused = api.get(f"/api/v1/config/any-scene/?wait={wait}", HTTP_IF_NONE_MATCH='"r1"')
+    assert refused.status_code == 400
+    assert list(refused.json()) == ["wait"]
+    assert_conforms(openapi, "GET", "/api/v1/config/{name}/", refused)

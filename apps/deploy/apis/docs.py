@@ -18,6 +18,9 @@ from mlabsite.api_access import ApiTokenAuthentication
 from .config import WAIT_MAX_SECONDS
 
 _REFUSED = inline_serializer("Refusal", fields={"detail": serializers.CharField()})
+_WAIT_REFUSED = inline_serializer(  # a 400 names its field, as DRF's validation errors do
+    "ConfigWaitRefusal", fields={"wait": serializers.ListField(child=serializers.CharField())}
+)
 _AUTH = (
     "`Authorization: Token <key>`: a client token of the scene (`mlc_…`, made in the admin or by `mlab_demo`), or "
     "the API token of one of the scene's owners."
@@ -83,7 +86,7 @@ class ConfigApiDoc(APIView):
         responses={
             200: OpenApiResponse(ConfigSerializer, description="The published config; its ETag in the header."),
             304: OpenApiResponse(description="Not modified: the revision of If-None-Match is still the published one."),
-            400: OpenApiResponse(_REFUSED, description="`wait` is not a number of seconds in range."),
+            400: OpenApiResponse(_WAIT_REFUSED, description="`wait` is not a number of seconds in range."),
             401: OpenApiResponse(_REFUSED, description="No token, or an unknown one."),
             403: OpenApiResponse(_REFUSED, description="The token may not read this scene."),
             404: OpenApiResponse(_REFUSED, description="No such scene, or nothing published yet."),
