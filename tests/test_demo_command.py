@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -15,6 +17,7 @@ from rest_framework.test import APIClient
 from apps.templates.models import AlgorithmTemplate, TemplateNode
 from apps.training.models import TrainingRun
 from mlabsite.models import ApiToken
+from tests.live import ROOT, process_env
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +133,19 @@ def test_demo_mysql_names_the_new_password_variable_when_given_the_old_one(setti
     monkeypatch.delenv("MLAB_DS_DEMO_MYSQL_PASSWORD", raising=False)
     with pytest.raises(CommandError, match="now called MLAB_DS_DEMO_MYSQL_PASSWORD"):
         call_command("mlab_demo", "--impressions", "1000", "--mysql", stdout=io.StringIO())
+
+
+def test_the_demo_loop_s_process_does_not_load_the_trainer():
+    """`make run` starts `mlab_demo --loop` in a process of its own once the server answers; it only predicts,
+    so it must not pay the trainer's imports (scikit-learn, LightGBM, onnx: about 2.5 s of the ≤ 30 s that
+    `make run` may take, measured by scripts/time-make-run)."""
+    probe = (
+        "import sys, django; django.setup()\n"
+        "import apps.demo.management.commands.mlab_demo, apps.demo.loop\n"
+        "print(sorted(m for m in ('sklearn', 'lightgbm', 'onnx', 'skl2onnx', 'apps.training.trainer') "
+        "if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=process_env(), capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]", out

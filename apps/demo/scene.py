@@ -33,7 +33,6 @@ from apps.deploy.services import (
 from apps.templates.builtins import BUILTIN_TEMPLATES
 from apps.templates.models import AlgorithmTemplate
 from apps.templates.services import template_create
-from apps.training.jobs import run_training
 from apps.training.models import DataSource, TrainingRun
 from apps.training.services import training_run_create
 
@@ -192,6 +191,10 @@ def _train(slug: str, *, datasource: DataSource, user, say: Say) -> TrainingRun:
     _unqueue(run)
     say(f"Training {slug} on {datasource.name!r} (run {run.pk}, local engine, in this process)…")
     started = time.monotonic()
+    # Imported here: it loads the trainer (scikit-learn, LightGBM, onnx: about 2.5 s), which the demo loop's
+    # process (`mlab_demo --loop`, importing this module for the scene's names) never needs.
+    from apps.training.jobs import run_training
+
     run_training(run.pk)  # the job itself; it does nothing if a worker already claimed the run
     deadline = started + TRAINING_TIMEOUT_SECONDS
     run.refresh_from_db()

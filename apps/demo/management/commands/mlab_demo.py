@@ -13,7 +13,6 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.demo.loop import demo_loop, demo_units
-from apps.demo.pai import demo_pai_run
 from apps.demo.scene import DemoScene, demo_client_token, demo_scene_sync
 from apps.demo.setup import (
     DEMO_DATASOURCE,
@@ -113,6 +112,10 @@ class Command(BaseCommand):
         )
 
     def pai(self, *, impressions: int) -> None:
+        # Imported here: the PAI emulator loads the trainer (scikit-learn, LightGBM, onnx: about 2.5 s), which
+        # the other modes do not need before they train, and the demo loop's process never does.
+        from apps.demo.pai import demo_pai_run
+
         warehouse = demo_warehouse_sync(impressions=impressions)
         self.stdout.write(f"Demo warehouse: {warehouse.path} ({warehouse.impressions:,} impressions).")
         builtin_templates_sync()
