@@ -112,6 +112,7 @@ def test_the_loop_needs_the_demo_set_up_first():
 
 
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)  # committed as `make pai-demo` commits: the run's job is enqueued on commit
 def test_the_pai_demo_trains_one_run_through_the_emulator_and_its_oss(settings, tmp_path):
     settings.MLAB_WAREHOUSE_PATH = tmp_path / "warehouse.duckdb"
     out = io.StringIO()
