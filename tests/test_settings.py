@@ -46,7 +46,9 @@ def test_production_lets_data_sources_open_duckdb_files_under_var_only():
         "shell",
         "-c",
         "from django.conf import settings; print([str(p) for p in settings.MLAB_DUCKDB_ROOTS], settings.VAR_DIR)",
-        env_extra={"DJANGO_SECRET_KEY": "x" * 50},
+        # A REDIS_URL, never connected to: without one (the embedded suite) these settings would start the
+        # embedded Redis daemon under the checkout's var/, and leave it running.
+        env_extra={"DJANGO_SECRET_KEY": "x" * 50, "REDIS_URL": "redis://settings-test.invalid:6379/0"},
         drop=("MLAB_DUCKDB_ROOTS", "MLAB_VAR_DIR"),
     )
     assert result.returncode == 0, result.stderr
